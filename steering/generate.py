@@ -1,0 +1,192 @@
+"""Batched, seeded, steered generation on the HF module (the fast path).
+
+Rows are (candidate, prompt, sample) triples. Each row draws its sampling noise from its own generator
+seeded by ``(seed, prompt index, sample index)``, never by the candidate or the batch it lands in, so:
+- the same call gives the same strings whatever ``batch_size`` is;
+- unsteered and steered runs with the same seed share their random numbers (a paired comparison).
+
+Sampling uses the exponential race (argmax of p / E with E ~ Exp(1)), an exact draw from p.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from steering.hooks import steer
+from steering.intervention import Steering
+from steering.model import SteerableModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Sampling settings. ActAdd used temperature 1, top_p 0.3 and frequency penalty 1.
+
+    Attributes:
+        max_new_tokens: tokens generated per completion.
+        n: completions per prompt.
+        temperature: 0 means greedy.
+        top_p: nucleus sampling mass (1 keeps every token).
+        freq_penalty: OpenAI-style; subtracts ``freq_penalty * count`` of each token generated so far.
+        seed: base seed; row noise is keyed by (seed, prompt index, sample index).
+        batch_size: rows per forward pass.
+    """
+
+    max_new_tokens: int = 40
+    n: int = 8
+    temperature: float = 1.0
+    top_p: float = 0.3
+    freq_penalty: float = 1.0
+    seed: int = 0
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_new_tokens": self.max_new_tokens >= 1,
+            "n": self.n >= 1,
+            "temperature": self.temperature >= 0,
+            "top_p": 0 < self.top_p <= 1,
+            "freq_penalty": self.freq_penalty >= 0,
+            "batch_size": self.batch_size >= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid generation setting {bad[0]}={getattr(self, bad[0])!r}")
+
+
+def generate(
+    model: SteerableModel,
+    prompts: Sequence[str],
+    steering: Steering = (),
+    config: GenerationConfig = GenerationConfig(),
+) -> list[list[str]]:
+    """Generate ``config.n`` completions per prompt, with ``steering`` applied (or none).
+
+    Returns:
+        ``completions[prompt_index][sample_index]``, completions only (no prompt text).
+
+    Example:
+        >>> vec = SteeringVector.from_pair(model, "weddings", "", layer=1)
+        >>> generate(model, ["I went up to my friend and said"], [Addition(vec, 8.0)])
+    """
+    return generate_candidates(model, prompts, [steering], config)[0]
+
+
+def generate_candidates(
+    model: SteerableModel,
+    prompts: Sequence[str],
+    candidates: Sequence[Steering],
+    config: GenerationConfig = GenerationConfig(),
+) -> list[list[list[str]]]:
+    """Generate for K steering candidates at once; rows of one forward pass may belong to different candidates.
+
+    Returns:
+        ``completions[candidate][prompt][sample]``.
+    """
+    if not prompts:
+        raise ValueError("prompts is empty")
+    if any(not p for p in prompts):
+        raise ValueError("prompts must be non-empty strings")
+    if not candidates:
+        raise ValueError("candidates is empty")
+    rows = [(c, p, s) for c in range(len(candidates)) for p in range(len(prompts)) for s in range(config.n)]
+    out: list[list[list[str]]] = [[[""] * config.n for _ in prompts] for _ in candidates]
+    for lo in range(0, len(rows), config.batch_size):
+        chunk = rows[lo : lo + config.batch_size]
+        texts = [prompts[p] for _, p, _ in chunk]
+        steering_rows = [list(candidates[c]) for c, _, _ in chunk]
+        seeds = [_row_seed(config.seed, p, s) for _, p, s in chunk]
+        for (c, p, s), text in zip(chunk, generate_batch(model, texts, steering_rows, seeds, config), strict=True):
+            out[c][p][s] = text
+        logger.debug("generated %d/%d rows", min(lo + config.batch_size, len(rows)), len(rows))
+    return out
+
+
+@torch.no_grad()
+def generate_batch(
+    model: SteerableModel,
+    texts: Sequence[str],
+    steering_rows: Sequence[Steering],
+    seeds: Sequence[int],
+    config: GenerationConfig,
+) -> list[str]:
+    """One batch: row i continues ``texts[i]`` under ``steering_rows[i]`` with noise seeded by ``seeds[i]``."""
+    ids, mask = model.left_padded(list(texts))
+    tokens = decode_loop(model, ids, mask, steering_rows, seeds, config)
+    eos = model.tokenizer.eos_token_id
+    results = []
+    for row in tokens.tolist():
+        if eos is not None and eos in row:
+            row = row[: row.index(eos)]
+        results.append(model.tokenizer.decode(row, skip_special_tokens=True))
+    return results
+
+
+def decode_loop(
+    model: SteerableModel,
+    ids: Tensor,
+    mask: Tensor,
+    steering_rows: Sequence[Steering],
+    seeds: Sequence[int],
+    config: GenerationConfig,
+) -> Tensor:
+    """Cached decoding of ``config.max_new_tokens`` tokens for a left-padded batch; returns ``[B, new]``."""
+    batch = ids.shape[0]
+    vocab = model.hf.get_output_embeddings().weight.shape[0]
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    counts = torch.zeros(batch, vocab, device=ids.device)
+    pos = (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, -1)  # [B, T] index from BOS; -1 for padding
+    has_steering = any(len(r) for r in steering_rows)
+    new: list[Tensor] = []
+    with steer(model, steering_rows if has_steering else [[]]) as step:
+        step.set(pos, prompt_pass=True)
+        out = model.hf(
+            input_ids=ids, attention_mask=mask, position_ids=pos.clamp(min=0), use_cache=True, return_dict=True
+        )
+        cache, logits = out.past_key_values, out.logits[:, -1, :]
+        next_pos = pos[:, -1:] + 1  # [B, 1]
+        for i in range(config.max_new_tokens):
+            token = _pick(logits, counts, gens, config)  # [B]
+            new.append(token)
+            if i + 1 == config.max_new_tokens:
+                break
+            counts.scatter_add_(1, token[:, None], torch.ones(batch, 1, device=counts.device))
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            step.set(next_pos, prompt_pass=False)
+            out = model.hf(
+                input_ids=token[:, None],
+                attention_mask=mask,
+                position_ids=next_pos,
+                past_key_values=cache,
+                use_cache=True,
+                return_dict=True,
+            )
+            cache, logits = out.past_key_values, out.logits[:, -1, :]
+            next_pos = next_pos + 1
+    return torch.stack(new, dim=1)
+
+
+def _pick(logits: Tensor, counts: Tensor, gens: list[torch.Generator], config: GenerationConfig) -> Tensor:
+    logits = logits.float()
+    if config.freq_penalty:
+        logits = logits - config.freq_penalty * counts
+    if config.temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits / config.temperature, dim=-1)
+    if config.top_p < 1:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop_sorted = (sorted_p.cumsum(dim=-1) - sorted_p) >= config.top_p  # keeps at least the top token
+        probs = probs.masked_fill(torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted), 0.0)
+    noise = torch.stack([torch.empty(probs.shape[1]).exponential_(generator=g) for g in gens])
+    return (probs / noise.to(probs.device)).argmax(dim=-1)
+
+
+def _row_seed(seed: int, prompt_index: int, sample_index: int) -> int:
+    return int(np.random.SeedSequence([seed, prompt_index, sample_index]).generate_state(1)[0])

@@ -1,0 +1,137 @@
+"""Steering vectors: per-position residual-stream activations at one layer, with provenance."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from steering.model import SteerableModel
+
+DEFAULT_FILLER = " "
+
+
+@dataclass(frozen=True)
+class SteeringVector:
+    """What ActAdd adds: ``activations[p]`` goes to prompt position ``p`` at the input of block ``layer``.
+
+    Attributes:
+        activations: ``[n_pos, d_model]``, float32, on CPU or the model's device.
+        layer: residual stream layer (input of block ``layer``, i.e. ``blocks.{layer}.hook_resid_pre``).
+        metadata: JSON-serialisable provenance (pair, model, filler, ...).
+    """
+
+    activations: Tensor
+    layer: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.activations.ndim != 2:
+            raise ValueError(f"activations must be [n_pos, d_model], got shape {tuple(self.activations.shape)}")
+        if self.layer < 0:
+            raise ValueError(f"layer must be >= 0, got {self.layer}")
+
+    @property
+    def n_pos(self) -> int:
+        return int(self.activations.shape[0])
+
+    @property
+    def d_model(self) -> int:
+        return int(self.activations.shape[1])
+
+    def summed(self) -> Tensor:
+        """``[d_model]``: the difference summed over positions, used where one vector is added per position."""
+        return self.activations.sum(dim=0)
+
+    @classmethod
+    def from_tensor(cls, tensor: Tensor, layer: int, **metadata: Any) -> SteeringVector:
+        """Wrap a raw ``[d_model]`` or ``[n_pos, d_model]`` tensor (e.g. a fitted vector).
+
+        Example:
+            >>> SteeringVector.from_tensor(torch.randn(256), layer=2, source="fitted").n_pos
+            1
+        """
+        t = tensor.detach().to(torch.float32)
+        if t.ndim == 1:
+            t = t[None, :]
+        return cls(t, layer, {"kind": "tensor", **metadata})
+
+    @classmethod
+    def from_pair(
+        cls, model: SteerableModel, prompt_a: str, prompt_b: str, layer: int, *, filler: str = DEFAULT_FILLER
+    ) -> SteeringVector:
+        """ActAdd: ``act_L(prompt_a) - act_L(prompt_b)`` per position.
+
+        Both prompts get BOS prepended; the shorter is right-padded with ``filler`` (ActAdd used a space),
+        which must be a single token.
+
+        Example:
+            >>> v = SteeringVector.from_pair(model, "Love", "Hate", layer=2)
+        """
+        model.check_layer(layer)
+        if not prompt_a and not prompt_b:
+            raise ValueError("a steering pair needs at least one non-empty prompt")
+        a, b = model.encode(prompt_a), model.encode(prompt_b)
+        pad = model.single_token_id(filler)
+        width = max(len(a), len(b))
+        tokens = torch.tensor([a + [pad] * (width - len(a)), b + [pad] * (width - len(b))], device=model.device)
+        acts = resid_pre(model, tokens, layer)  # [2, width, d_model]
+        meta = {
+            "kind": "pair",
+            "prompt_a": prompt_a,
+            "prompt_b": prompt_b,
+            "filler": filler,
+            "model": model.name,
+        }
+        return cls((acts[0] - acts[1]).float().cpu(), layer, meta)
+
+    def save(self, path: str | Path) -> None:
+        """Write ``path.safetensors`` and ``path.json`` (the suffix of ``path`` is ignored)."""
+        base = Path(path).with_suffix("")
+        base.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"activations": self.activations.contiguous().cpu()}, str(base.with_suffix(".safetensors")))
+        meta = {"layer": self.layer, "metadata": self.metadata}
+        base.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, path: str | Path) -> SteeringVector:
+        """Read a vector written by ``save``."""
+        base = Path(path).with_suffix("")
+        tensors_file, meta_file = base.with_suffix(".safetensors"), base.with_suffix(".json")
+        for f in (tensors_file, meta_file):
+            if not f.exists():
+                raise FileNotFoundError(f"steering vector file {f} does not exist")
+        meta = json.loads(meta_file.read_text())
+        return cls(load_file(str(tensors_file))["activations"], int(meta["layer"]), dict(meta["metadata"]))
+
+
+class _Captured(Exception):
+    pass
+
+
+@torch.no_grad()
+def resid_pre(model: SteerableModel, tokens: Tensor, layer: int) -> Tensor:
+    """Input of block ``layer`` for ``tokens [B, T]`` (equals the bridge's ``blocks.{layer}.hook_resid_pre``).
+
+    Stops the forward pass at that block, so later layers cost nothing.
+    """
+    model.check_layer(layer)
+    box: list[Tensor] = []
+
+    def grab(_module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        box.append(args[0] if args else kwargs["hidden_states"])
+        raise _Captured
+
+    handle = model.blocks[layer].register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        model.hf(tokens, use_cache=False)
+    except _Captured:
+        pass
+    finally:
+        handle.remove()
+    return box[0]
