@@ -5,7 +5,7 @@ seeded by ``(seed, prompt index, sample index)``, never by the candidate or the 
 - the same call gives the same strings whatever ``batch_size`` is;
 - unsteered and steered runs with the same seed share their random numbers (a paired comparison).
 
-Sampling uses the exponential race (argmax of p / E with E ~ Exp(1)), an exact draw from p.
+Sampling is an exact inverse-CDF draw: one uniform per row and step, pre-drawn from the row's generator.
 """
 
 from __future__ import annotations
@@ -121,11 +121,12 @@ def generate_batch(
     ids, mask = model.left_padded(list(texts))
     tokens = decode_loop(model, ids, mask, steering_rows, seeds, config)
     eos = model.tokenizer.eos_token_id
-    results = []
+    results: list[str] = []
+    row: list[int]
     for row in tokens.tolist():
         if eos is not None and eos in row:
             row = row[: row.index(eos)]
-        results.append(model.tokenizer.decode(row, skip_special_tokens=True))
+        results.append(str(model.tokenizer.decode(row, skip_special_tokens=True)))
     return results
 
 
@@ -140,40 +141,49 @@ def decode_loop(
     """Cached decoding of ``config.max_new_tokens`` tokens for a left-padded batch; returns ``[B, new]``."""
     batch = ids.shape[0]
     vocab = model.hf.get_output_embeddings().weight.shape[0]
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    steps = config.max_new_tokens
+    uniforms = torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    uniforms = uniforms.to(ids.device)  # [B, steps]: row i's draws depend on seeds[i] only
     counts = torch.zeros(batch, vocab, device=ids.device)
+    ones = torch.ones(batch, 1, device=ids.device)
     pos = (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, -1)  # [B, T] index from BOS; -1 for padding
     has_steering = any(len(r) for r in steering_rows)
     new: list[Tensor] = []
     with steer(model, steering_rows if has_steering else [[]]) as step:
         step.set(pos, prompt_pass=True)
         out = model.hf(
-            input_ids=ids, attention_mask=mask, position_ids=pos.clamp(min=0), use_cache=True, return_dict=True
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos.clamp(min=0),
+            use_cache=True,
+            return_dict=True,
+            logits_to_keep=1,
         )
         cache, logits = out.past_key_values, out.logits[:, -1, :]
         next_pos = pos[:, -1:] + 1  # [B, 1]
         for i in range(config.max_new_tokens):
-            token = _pick(logits, counts, gens, config)  # [B]
+            token = _pick(logits, counts, uniforms[:, i], config)  # [B]
             new.append(token)
             if i + 1 == config.max_new_tokens:
                 break
-            counts.scatter_add_(1, token[:, None], torch.ones(batch, 1, device=counts.device))
+            if config.freq_penalty:
+                counts.scatter_add_(1, token[:, None], ones)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             step.set(next_pos, prompt_pass=False)
             out = model.hf(
                 input_ids=token[:, None],
                 attention_mask=mask,
                 position_ids=next_pos,
-                past_key_values=cache,
                 use_cache=True,
                 return_dict=True,
+                **{model.cache_kwarg: cache},
             )
             cache, logits = out.past_key_values, out.logits[:, -1, :]
             next_pos = next_pos + 1
     return torch.stack(new, dim=1)
 
 
-def _pick(logits: Tensor, counts: Tensor, gens: list[torch.Generator], config: GenerationConfig) -> Tensor:
+def _pick(logits: Tensor, counts: Tensor, uniforms: Tensor, config: GenerationConfig) -> Tensor:
     logits = logits.float()
     if config.freq_penalty:
         logits = logits - config.freq_penalty * counts
@@ -181,11 +191,28 @@ def _pick(logits: Tensor, counts: Tensor, gens: list[torch.Generator], config: G
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits / config.temperature, dim=-1)
     if config.top_p < 1:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        drop_sorted = (sorted_p.cumsum(dim=-1) - sorted_p) >= config.top_p  # keeps at least the top token
-        probs = probs.masked_fill(torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted), 0.0)
-    noise = torch.stack([torch.empty(probs.shape[1]).exponential_(generator=g) for g in gens])
-    return (probs / noise.to(probs.device)).argmax(dim=-1)
+        probs, index = _nucleus(probs, config.top_p)
+    else:
+        index = None
+    cdf = probs.cumsum(dim=-1)
+    pick = torch.searchsorted(cdf, uniforms[:, None] * cdf[:, -1:], right=True).clamp(max=cdf.shape[-1] - 1)
+    return pick[:, 0] if index is None else index.gather(1, pick)[:, 0]
+
+
+_NUCLEUS_TOPK = 64
+
+
+def _nucleus(probs: Tensor, top_p: float) -> tuple[Tensor, Tensor]:
+    """Probabilities (descending, zero outside the nucleus) and their token ids.
+
+    A top-k of 64 holds the whole nucleus whenever its mass reaches ``top_p``; only otherwise is the full
+    vocabulary sorted. Either way the result is exact.
+    """
+    vals, index = probs.topk(min(_NUCLEUS_TOPK, probs.shape[-1]), dim=-1)
+    if bool((vals.sum(dim=-1) < top_p).any()):
+        vals, index = probs.sort(dim=-1, descending=True)
+    keep = (vals.cumsum(dim=-1) - vals) < top_p  # always keeps the top token
+    return vals * keep, index
 
 
 def _row_seed(seed: int, prompt_index: int, sample_index: int) -> int:

@@ -58,9 +58,7 @@ def make_resid_hook(plan: LayerPlan, positions: StepPositions) -> ResidHook:
 
 
 @contextmanager
-def steer(
-    model: SteerableModel, rows: Steering | Sequence[Steering], *, on: str = "hf"
-) -> Iterator[StepPositions]:
+def steer(model: SteerableModel, rows: Steering | Sequence[Steering], *, on: str = "hf") -> Iterator[StepPositions]:
     """Apply steering inside a ``with`` block; hooks are removed on exit, also when the body raises.
 
     Args:
@@ -96,8 +94,8 @@ def _as_rows(rows: Steering | Sequence[Steering]) -> list[Steering]:
     first = rows[0]
     if not isinstance(first, Sequence):
         return [list(rows)]  # type: ignore[arg-type]
-    per_row = [list(r) for r in rows]  # type: ignore[arg-type]
-    if all(len(r) == len(per_row[0]) and all(a is b for a, b in zip(r, per_row[0])) for r in per_row):
+    per_row: list[Steering] = [list(r) for r in rows]  # type: ignore[arg-type]
+    if all(len(r) == len(per_row[0]) and all(a is b for a, b in zip(r, per_row[0], strict=True)) for r in per_row):
         return per_row[:1]  # every row steered by the same objects: one shared plan row
     return per_row
 

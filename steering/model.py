@@ -11,6 +11,8 @@ logits.
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import logging
 import re
 import tempfile
@@ -70,6 +72,12 @@ class SteerableModel:
         blocks = self.hf.get_submodule(self.blocks_path)
         assert isinstance(blocks, nn.ModuleList)
         return blocks
+
+    @functools.cached_property
+    def cache_kwarg(self) -> str:
+        """Name of the KV-cache argument of ``hf.forward``: ``cache`` in transformers 5.24 (GPT-2), else the
+        older ``past_key_values``."""
+        return "cache" if "cache" in inspect.signature(self.hf.forward).parameters else "past_key_values"
 
     @property
     def bos_token_id(self) -> int:
@@ -141,7 +149,8 @@ def load_model(
         if tokenizer is None:
             raise ModelLoadError("an in-memory hf_model needs its tokenizer too")
         name = str(source) if source is not None else "in-memory"
-        return _from_hf(hf_model.to(device=device, dtype=dtype), tokenizer, name)
+        hf_model.to(device=device, dtype=dtype)  # type: ignore[call-arg]  # HF types .to oddly; in place
+        return _from_hf(hf_model, tokenizer, name)
     name, local = _resolve(source)
     try:
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=local)
@@ -149,7 +158,8 @@ def load_model(
     except (OSError, ValueError) as err:
         where = "directory" if local else "hub name"
         raise ModelLoadError(f"cannot load model from {where} {name!r}: {err}") from err
-    return _from_hf(model.to(device), tok, name)
+    model.to(device)  # type: ignore[arg-type]  # HF types .to oddly; in place
+    return _from_hf(model, tok, name)
 
 
 def _resolve(source: str | Path | None) -> tuple[str, bool]:
@@ -178,7 +188,9 @@ def _from_hf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: s
     with tempfile.TemporaryDirectory(prefix="steersearch-tok-") as tmp:
         bridge = TransformerBridge.boot_transformers(name, hf_model=model, tokenizer=_bootable(tokenizer, tmp))
     bridge.eval()
-    blocks_path = bridge.adapter.component_mapping["blocks"].name
+    mapping = bridge.adapter.component_mapping
+    assert mapping is not None and mapping["blocks"].name is not None
+    blocks_path = str(mapping["blocks"].name)
     return SteerableModel(bridge=bridge, hf=pristine, tokenizer=tokenizer, name=name, blocks_path=blocks_path)
 
 

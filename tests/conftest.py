@@ -1,9 +1,14 @@
 from __future__ import annotations
 
-import pytest
+import os
 
-from steering.model import SteerableModel
-from steering.testing import tiny_model
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch a model hub
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from steering.model import SteerableModel  # noqa: E402
+from steering.testing import tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")

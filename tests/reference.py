@@ -11,7 +11,9 @@ from steering.model import SteerableModel
 
 
 @torch.no_grad()
-def uncached_greedy(model: SteerableModel, ids: list[int], n_new: int, front: Tensor | None = None, layer: int = 0) -> list[int]:
+def uncached_greedy(
+    model: SteerableModel, ids: list[int], n_new: int, front: Tensor | None = None, layer: int = 0
+) -> list[int]:
     """Greedy decoding with no KV cache on the plain HF module; ``front [P, d]`` is added to the input of
     block ``layer`` at positions 0..P-1 on every (full) forward pass, the ActAdd definition."""
 

@@ -1,0 +1,134 @@
+"""``steersearch`` command line: a thin layer over the Python API.
+
+User errors (bad flags, bad config, unknown model path, layer out of range) print one line naming the
+problem and exit with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shutil
+import sys
+import textwrap
+import typing
+from collections.abc import Sequence
+
+import torch
+
+from search.config import ConfigError, ExperimentConfig, load_config
+from steering import Addition, MaskMode, Positions, SteeringVector, generate, load_model
+from steering.model import ModelLoadError
+
+DEFAULT_PROMPT = "I went up to my friend and said"
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Bad input from the command line; printed as one line, exit code 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if not args.verbose else logging.INFO, format="%(message)s")
+    _quiet_third_party(verbose=args.verbose)
+    try:
+        return int(args.func(args))
+    except (UserError, ConfigError, ModelLoadError, ValueError, FileNotFoundError) as err:
+        print(f"steersearch: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _quiet_third_party(*, verbose: bool) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    if not verbose:
+        hf_logging.set_verbosity_error()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="steersearch", description="Automated search for steering vectors.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="print unsteered and steered completions side by side")
+    gen.add_argument("--config", help="experiment YAML (model and generation sections); default: embedded model")
+    gen.add_argument("--pair", nargs=2, metavar=("A", "B"), required=True, help="prompt pair; B may be ''")
+    gen.add_argument("--layer", type=int, required=True, help="residual stream layer (input of block L)")
+    gen.add_argument("--coeff", type=float, required=True, help="coefficient on the pair's difference")
+    gen.add_argument("--frac", type=float, default=1.0, help="fraction of residual dimensions (default 1)")
+    gen.add_argument("--mask", choices=[m.value for m in MaskMode], default="first", help="which dims frac keeps")
+    gen.add_argument("--positions", default="front", help="front (ActAdd), all, or from:K")
+    gen.add_argument("--n", type=int, help="completions of each kind (default: config's generation.n)")
+    gen.add_argument("--seed", type=int, help="sampling seed (default: config's generation.seed)")
+    gen.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"prompt to continue (default {DEFAULT_PROMPT!r})")
+    gen.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    gen.set_defaults(func=cmd_generate)
+    return parser
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config) if args.config else ExperimentConfig()
+    if not args.prompt.strip():
+        raise UserError("--prompt is empty")
+    overrides = {k: v for k, v in (("n", args.n), ("seed", args.seed)) if v is not None}
+    gen_cfg = dataclasses.replace(cfg.generation.to_config(), **overrides)
+    model = load_model(cfg.model.source, device=cfg.model.device, dtype=getattr(torch, cfg.model.dtype))
+    if not 0 <= args.layer < model.n_layers:
+        raise UserError(f"--layer {args.layer} is out of range: {model.name} has layers 0..{model.n_layers - 1}")
+    vec = SteeringVector.from_pair(model, args.pair[0], args.pair[1], args.layer)
+    add = Addition(vec, args.coeff, Positions.parse(args.positions), args.frac, MaskMode(args.mask))
+    unsteered = generate(model, [args.prompt], [], gen_cfg)[0]
+    steered = generate(model, [args.prompt], [add], gen_cfg)[0]
+    settings = {
+        "model": model.name,
+        "prompt": args.prompt,
+        "pair": list(args.pair),
+        "layer": args.layer,
+        "coeff": args.coeff,
+        "frac": args.frac,
+        "mask": args.mask,
+        "positions": str(add.positions),
+        **dataclasses.asdict(gen_cfg),
+    }
+    if args.json:
+        print(json.dumps({"unsteered": unsteered, "steered": steered, "settings": settings}, indent=2))
+    else:
+        print(_side_by_side(args.prompt, unsteered, steered, settings))
+    return 0
+
+
+def _side_by_side(prompt: str, left: list[str], right: list[str], settings: dict[str, object]) -> str:
+    width = max(30, (shutil.get_terminal_size((120, 20)).columns - 7) // 2)
+    pair = " / ".join(repr(p) for p in settings["pair"])  # type: ignore[attr-defined]
+    head = [
+        f"model {settings['model']}  pair {pair}  layer {settings['layer']}  coeff {settings['coeff']}  "
+        f"frac {settings['frac']}  positions {settings['positions']}  seed {settings['seed']}",
+        f"prompt: {prompt!r}",
+        "",
+        f"    {'UNSTEERED':<{width}} | STEERED",
+        f"    {'-' * width}-+-{'-' * width}",
+    ]
+    lines = head
+    for i, (a, b) in enumerate(zip(left, right, strict=True)):
+        wa = textwrap.wrap(a.replace("\n", " ") or "(empty)", width)
+        wb = textwrap.wrap(b.replace("\n", " ") or "(empty)", width)
+        for j in range(max(len(wa), len(wb))):
+            tag = f"{i + 1:>2}. " if j == 0 else "    "
+            lines.append(f"{tag}{(wa[j] if j < len(wa) else ''):<{width}} | {wb[j] if j < len(wb) else ''}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

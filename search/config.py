@@ -1,0 +1,125 @@
+"""Typed experiment config, validated once at the edge (YAML -> frozen dataclasses).
+
+Errors name the field path (``generation.top_p``) and what is allowed. Layers below receive these typed
+objects (or the steering layer's own types), never dicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from steering import GenerationConfig
+
+
+class ConfigError(ValueError):
+    """A config file or value a user wrote is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model: ``source`` is null for the embedded tiny-topics model, a local directory, or an HF name."""
+
+    source: str | None = None
+    device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    max_new_tokens: int = 40
+    n: int = 8
+    temperature: float = 1.0
+    top_p: float = 0.3
+    freq_penalty: float = 1.0
+    seed: int = 0
+    batch_size: int = 64
+
+    def to_config(self) -> GenerationConfig:
+        try:
+            return GenerationConfig(**dataclasses.asdict(self))
+        except ValueError as err:
+            raise ConfigError(f"generation: {err}") from err
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    model: ModelSpec = field(default_factory=ModelSpec)
+    generation: GenerationSpec = field(default_factory=GenerationSpec)
+
+
+T = TypeVar("T")
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML experiment config.
+
+    Example:
+        >>> cfg = load_config("configs/quickstart.yaml")
+        >>> cfg.generation.to_config()
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {err}") from err
+    cfg = from_dict(ExperimentConfig, data if data is not None else {})
+    cfg.generation.to_config()  # value checks live with the steering layer's GenerationConfig
+    return cfg
+
+
+def from_dict(cls: type[T], data: Any, path: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types by field path."""
+    where = path or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    assert dataclasses.is_dataclass(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field {unknown[0]!r}; allowed: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _coerce(hints[name], value, f"{path}.{name}" if path else name) for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)  # type: ignore[arg-type]
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{path}: {value!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for opt in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(opt, value, path)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} matches none of {tp}")
+    if origin in (list, tuple):
+        (item,) = typing.get_args(tp)[:1]
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+        items = [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and (type(value) is not tp):
+        raise ConfigError(f"{path}: expected {tp.__name__}, got {value!r}")
+    return value

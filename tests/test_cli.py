@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from search.cli import main
+from steering.model import SteerableModel
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tiny: SteerableModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    tiny.hf.save_pretrained(root / "model")
+    tiny.tokenizer.save_pretrained(root / "model")
+    cfg = root / "exp.yaml"
+    cfg.write_text(f"name: t\nmodel:\n  source: {root / 'model'}\ngeneration:\n  max_new_tokens: 6\n  n: 2\n")
+    return cfg
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_output(tiny_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(
+        capsys,
+        "generate",
+        "--config",
+        str(tiny_config),
+        "--pair",
+        "The bride",
+        "",
+        "--layer",
+        "1",
+        "--coeff",
+        "4",
+        "--n",
+        "3",
+        "--json",
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert len(data["unsteered"]) == 3 and len(data["steered"]) == 3
+    assert data["settings"]["layer"] == 1 and data["settings"]["pair"] == ["The bride", ""]
+
+
+def test_table_output(tiny_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        capsys,
+        "generate",
+        "--config",
+        str(tiny_config),
+        "--pair",
+        "Love",
+        "Hate",
+        "--layer",
+        "0",
+        "--coeff",
+        "2",
+        "--frac",
+        "0.5",
+    )
+    assert code == 0
+    assert "UNSTEERED" in out and "STEERED" in out and " 1. " in out and " 2. " in out
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--layer", "7"], "--layer 7 is out of range"),
+        (["--prompt", " "], "--prompt is empty"),
+        (["--frac", "1.5"], "frac"),
+        (["--positions", "middle"], "positions"),
+        (["--n", "0"], "n=0"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(
+    tiny_config: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    base = ["generate", "--config", str(tiny_config), "--pair", "a", "b", "--layer", "0", "--coeff", "1"]
+    code, out, err = _run(capsys, *base, *argv)
+    assert code == 2
+    assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unknown_model_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model:\n  source: {tmp_path / 'missing-model'}\n")
+    code, _, err = _run(capsys, "generate", "--config", str(cfg), "--pair", "a", "b", "--layer", "0", "--coeff", "1")
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_config_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("generation:\n  top_p: high\n")
+    code, _, err = _run(capsys, "generate", "--config", str(cfg), "--pair", "a", "b", "--layer", "0", "--coeff", "1")
+    assert code == 2 and "generation.top_p" in err
+
+
+def test_argparse_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "generate", "--pair", "a", "b", "--layer", "x", "--coeff", "1")
+    assert code == 2 and len(err.strip().splitlines()) == 1
