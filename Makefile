@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m search.demo
+	$(BIN)/steersearch demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

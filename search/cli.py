@@ -10,15 +10,14 @@ import argparse
 import dataclasses
 import json
 import logging
-import shutil
 import sys
-import textwrap
 import typing
 from collections.abc import Sequence
 
 import torch
 
 from search.config import ConfigError, ExperimentConfig, load_config
+from search.display import side_by_side
 from steering import Addition, MaskMode, Positions, SteeringVector, generate, load_model
 from steering.model import ModelLoadError
 
@@ -74,7 +73,18 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"prompt to continue (default {DEFAULT_PROMPT!r})")
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     gen.set_defaults(func=cmd_generate)
+
+    demo = sub.add_parser("demo", help="offline demonstration on the embedded model (what `make demo` runs)")
+    demo.add_argument("--json", action="store_true", help="print the measured rates as JSON")
+    demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from search.demo import run_demo
+
+    run_demo(as_json=args.json)
+    return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -104,30 +114,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"unsteered": unsteered, "steered": steered, "settings": settings}, indent=2))
     else:
-        print(_side_by_side(args.prompt, unsteered, steered, settings))
+        print(side_by_side(args.prompt, unsteered, steered, settings))
     return 0
-
-
-def _side_by_side(prompt: str, left: list[str], right: list[str], settings: dict[str, object]) -> str:
-    width = max(30, (shutil.get_terminal_size((120, 20)).columns - 7) // 2)
-    pair = " / ".join(repr(p) for p in settings["pair"])  # type: ignore[attr-defined]
-    head = [
-        f"model {settings['model']}  pair {pair}  layer {settings['layer']}  coeff {settings['coeff']}  "
-        f"frac {settings['frac']}  positions {settings['positions']}  seed {settings['seed']}",
-        f"prompt: {prompt!r}",
-        "",
-        f"    {'UNSTEERED':<{width}} | STEERED",
-        f"    {'-' * width}-+-{'-' * width}",
-    ]
-    lines = head
-    for i, (a, b) in enumerate(zip(left, right, strict=True)):
-        wa = textwrap.wrap(a.replace("\n", " ") or "(empty)", width)
-        wb = textwrap.wrap(b.replace("\n", " ") or "(empty)", width)
-        for j in range(max(len(wa), len(wb))):
-            tag = f"{i + 1:>2}. " if j == 0 else "    "
-            lines.append(f"{tag}{(wa[j] if j < len(wa) else ''):<{width}} | {wb[j] if j < len(wb) else ''}")
-        lines.append("")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

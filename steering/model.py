@@ -110,7 +110,10 @@ class SteerableModel:
         Returns:
             ``(input_ids [B, T], attention_mask [B, T])`` on the model's device.
         """
-        seqs = [self.encode(t) for t in texts]
+        return self.pad_left([self.encode(t) for t in texts])
+
+    def pad_left(self, seqs: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """Left-pad token id lists into ``(input_ids [B, T], attention_mask [B, T])`` on the model's device."""
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.bos_token_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)

@@ -1,0 +1,95 @@
+"""Gold passage sets and prompt sets, each split into a search part and a held-out part.
+
+Files live in ``configs/gold/``. A gold set (``weddings.yaml``)::
+
+    name: weddings
+    keywords: [wedding, bride, ...]        # ActAdd-style keyword list (legacy metric)
+    search: [passage, ...]                 # what the search scores against
+    heldout: [passage, ...]                # used only by the final comparison
+    negative: [passage, ...]               # optional: text to steer away from
+
+A split set (``prompts.yaml``, ``neutral.yaml``, ``off_target.yaml``) has ``search`` and ``heldout`` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Split:
+    search: tuple[str, ...]
+    heldout: tuple[str, ...]
+
+    def part(self, name: str) -> tuple[str, ...]:
+        if name not in ("search", "heldout"):
+            raise ValueError(f"split must be 'search' or 'heldout', got {name!r}")
+        return self.search if name == "search" else self.heldout
+
+
+@dataclass(frozen=True)
+class GoldSet:
+    name: str
+    passages: Split
+    keywords: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"file {str(p)!r} is not UTF-8 text: {err}") from err
+    except yaml.YAMLError as err:
+        raise ValueError(f"file {str(p)!r} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"file {str(p)!r}: expected a mapping at the top level")
+    return data
+
+
+def _texts(data: dict[str, Any], key: str, where: str, *, required: bool = True) -> tuple[str, ...]:
+    value = data.get(key, [] if not required else None)
+    if value is None:
+        raise ValueError(f"{where}: missing field {key!r}")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where}.{key}: expected a list of strings")
+    texts = tuple(" ".join(v.split()) for v in value)
+    if required and not texts:
+        raise ValueError(f"{where}.{key} is empty")
+    if any(not t for t in texts):
+        raise ValueError(f"{where}.{key} has a blank entry")
+    return texts
+
+
+def _check_keys(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: unknown field {unknown[0]!r}; allowed: {', '.join(allowed)}")
+
+
+def load_split(path: str | Path) -> Split:
+    """Read a ``search``/``heldout`` text set."""
+    data = _read_yaml(path)
+    where = Path(path).name
+    _check_keys(data, ("search", "heldout", "description"), where)
+    return Split(_texts(data, "search", where), _texts(data, "heldout", where))
+
+
+def load_gold_set(path: str | Path) -> GoldSet:
+    """Read a gold set; errors name the file and field."""
+    data = _read_yaml(path)
+    where = Path(path).name
+    _check_keys(data, ("name", "description", "keywords", "search", "heldout", "negative"), where)
+    return GoldSet(
+        name=str(data.get("name", Path(path).stem)),
+        passages=Split(_texts(data, "search", where), _texts(data, "heldout", where)),
+        keywords=_texts(data, "keywords", where, required=False),
+        negative=_texts(data, "negative", where, required=False),
+    )

@@ -1,0 +1,83 @@
+"""Teacher-forced passes under steering: log-probabilities of given text, for scoring and fitting.
+
+Rows are left-padded and steered with explicit positions, exactly as in generation, so "front" means
+each row's first real tokens. Pass ``grad=True`` to keep the graph (fitting a vector); the model's own
+parameters stay frozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import torch
+from torch import Tensor
+
+from steering.hooks import steer
+from steering.intervention import Steering
+from steering.model import SteerableModel
+
+
+def forward_logits(
+    model: SteerableModel, seqs: Sequence[list[int]], steering_rows: Sequence[Steering], *, grad: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Logits of left-padded ``seqs`` (token ids, BOS first) under per-row steering.
+
+    Returns:
+        ``(logits [B, T, V], attention_mask [B, T])``.
+    """
+    ids, mask = model.pad_left(list(seqs))
+    pos = (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, -1)
+    rows = steering_rows if any(len(r) for r in steering_rows) else [[]]
+    with nullcontext() if grad else torch.no_grad(), steer(model, rows) as step:
+        step.set(pos, prompt_pass=True)
+        logits = model.hf(input_ids=ids, attention_mask=mask, position_ids=pos.clamp(min=0), use_cache=False).logits
+    return logits, mask
+
+
+def continuation_logprobs(
+    model: SteerableModel,
+    prefixes: Sequence[str],
+    continuations: Sequence[str],
+    steering_rows: Sequence[Steering],
+    *,
+    grad: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Summed log-probability of each continuation's tokens given its prefix (BOS + prefix), and its length.
+
+    ``prefixes[i]`` may be empty (then the whole text after BOS is scored). Continuations are tokenised on
+    their own, so start them with a space where a word boundary is meant.
+
+    Returns:
+        ``(sum_logprob [B], n_tokens [B])``.
+    """
+    if len(prefixes) != len(continuations):
+        raise ValueError(f"{len(prefixes)} prefixes but {len(continuations)} continuations")
+    if not prefixes:
+        raise ValueError("nothing to score")
+    heads = [model.encode(p) for p in prefixes]
+    tails = [model.tokenizer.encode(c, add_special_tokens=False) for c in continuations]
+    if any(not t for t in tails):
+        raise ValueError("a continuation is empty")
+    seqs = [h + t for h, t in zip(heads, tails, strict=True)]
+    logits, mask = forward_logits(model, seqs, steering_rows, grad=grad)
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # predicts tokens 1..T-1
+    ids, _ = model.pad_left(seqs)
+    token_logp = logp.gather(-1, ids[:, 1:, None])[..., 0]  # [B, T-1]
+    width = ids.shape[1]
+    n_tail = torch.tensor([len(t) for t in tails], device=ids.device)
+    target_pos = torch.arange(1, width, device=ids.device)[None, :]  # position of each predicted token
+    scored = target_pos >= (width - n_tail)[:, None]
+    return (token_logp * scored).sum(dim=1), n_tail
+
+
+def position_logprobs(
+    model: SteerableModel, texts: Sequence[str], steering_rows: Sequence[Steering]
+) -> tuple[Tensor, Tensor]:
+    """Next-token log-distributions at every real position of each text (BOS + text).
+
+    Returns:
+        ``(logprobs [B, T, V], mask [B, T])`` where mask marks real tokens.
+    """
+    logits, mask = forward_logits(model, [model.encode(t) for t in texts], steering_rows)
+    return torch.log_softmax(logits.float(), dim=-1), mask
