@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from bert_score.utils import get_bert_embedding, get_idf_dict, get_model, get_tokenizer
+from bert_score.utils import get_idf_dict, get_model, get_tokenizer, sent_encode
 from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_NUM_LAYERS = 5  # of MiniLM-L6's 6, as bert_score uses 5 of distilbert's 6
+SHIPPED_BASELINE = Path(__file__).parent / "data" / "minilm-l6-baseline.csv"  # see objectives/baseline.py
 
 
 def default_model_path() -> str:
@@ -68,9 +69,13 @@ class BertScorer:
         model_type: HF encoder name or local path; ``None`` for the shipped MiniLM.
         num_layers: which hidden layer's output to use (bert_score truncates the encoder there).
         idf_sents: if given, idf weights are computed from these sentences (bert_score's ``idf=True``).
-        baseline_path: a bert_score baseline CSV (``LAYER,P,R,F``) for rescaling; ``None`` disables it.
+        rescale_with_baseline: rescale scores with a baseline: ``baseline_path``, else the one shipped for
+            the default MiniLM scorer; any other encoder without ``baseline_path`` is an error, never a
+            silent skip.
+        baseline_path: a bert_score baseline CSV (``LAYER,P,R,F``); implies rescaling.
         device: torch device.
-        batch_size: sentences per encoder pass.
+        batch_size: most sentences per encoder pass.
+        token_budget: most (padded) tokens per encoder pass; batches group sentences of similar length.
 
     Example:
         >>> scorer = BertScorer()
@@ -84,14 +89,17 @@ class BertScorer:
         model_type: str | Path | None = None,
         num_layers: int = DEFAULT_NUM_LAYERS,
         idf_sents: Sequence[str] | None = None,
+        rescale_with_baseline: bool = False,
         baseline_path: str | Path | None = None,
         device: str = "cpu",
         batch_size: int = 64,
+        token_budget: int = 512,
     ) -> None:
         path = str(model_type) if model_type is not None else default_model_path()
         if model_type is not None and str(model_type).startswith((".", "/", "~")) and not Path(path).exists():
             raise FileNotFoundError(f"scorer model path {path!r} does not exist")
-        self.model_type, self.num_layers, self.device, self.batch_size = path, num_layers, device, batch_size
+        self.model_type, self.num_layers, self.device = path, num_layers, device
+        self.batch_size, self.token_budget = batch_size, token_budget
         self._tokenizer = get_tokenizer(path, True)
         self._model = get_model(path, num_layers, False).to(device).eval()
         if idf_sents is not None:
@@ -102,6 +110,13 @@ class BertScorer:
             self._idf = defaultdict(lambda: 1.0)
             self._idf[self._tokenizer.sep_token_id] = 0
             self._idf[self._tokenizer.cls_token_id] = 0
+        if rescale_with_baseline and baseline_path is None:
+            if model_type is not None:
+                raise ValueError(
+                    f"no rescaling baseline is shipped for scorer {path!r}: compute one with "
+                    f"`python -m objectives.baseline --model {path} --out FILE` and set baseline_path"
+                )
+            baseline_path = SHIPPED_BASELINE
         self._baseline = _read_baseline(baseline_path, num_layers) if baseline_path is not None else None
 
     @property
@@ -128,49 +143,81 @@ class BertScorer:
         )
 
     @torch.inference_mode()
-    def score(self, completions: Sequence[str], refs: ReferenceSet) -> BertScoreResult:
-        """P, R, F1 of each completion, best over the references. Empty completions score 0."""
+    def score_matrix(self, completions: Sequence[str], refs: ReferenceSet) -> Tensor:
+        """``[N, R, 3]``: P, R, F1 of every completion against every reference (before the best-of).
+
+        Blank completions score 0 without encoding (bert_score 0.3.13 crashes on them under transformers 5).
+        Baseline rescaling, if configured, is applied.
+        """
         if not completions:
             raise ValueError("no completions to score")
-        # Blank completions score 0 without encoding (bert_score 0.3.13 crashes on them with transformers 5).
         unique = list(dict.fromkeys(c for c in completions if c.strip()))
         embs, lens = self._encode(unique) if unique else ([], [])
-        n_refs = len(refs.passages)
-        rows = []
-        for (emb, w), n in zip(embs, lens, strict=True):
-            sim = emb[:n] @ refs.tokens.T  # [n_hyp, T_total]
-            # precision: each hyp token's best match within each reference
-            best_in_ref = torch.full((n, n_refs), -torch.inf).scatter_reduce(
-                1, refs.segment.expand(n, -1), sim, reduce="amax"
-            )
-            hyp_w = w[:n] / w[:n].sum()
-            p = hyp_w @ best_in_ref  # [R]
-            # recall: each ref token's best match among hyp tokens
-            r = torch.zeros(n_refs).index_add(0, refs.segment, sim.max(dim=0).values * refs.idf)
-            f = torch.nan_to_num(2 * p * r / (p + r), nan=0.0)
-            rows.append(torch.stack([p, r, f]).max(dim=1).values)  # best over references, each separately
-        by_text = dict(zip(unique, rows, strict=True))
-        zero = torch.zeros(3)
-        prf = torch.stack([by_text.get(c, zero) for c in completions])  # [N, 3]
+        by_text = {t: self._match(emb[:n], w[:n], refs) for t, (emb, w), n in zip(unique, embs, lens, strict=True)}
+        zero = torch.zeros(len(refs.passages), 3)
+        prf = torch.stack([by_text.get(c, zero) for c in completions])  # [N, R, 3]
         if self._baseline is not None:
             prf = (prf - self._baseline) / (1 - self._baseline)
-        return BertScoreResult(prf[:, 0].clone(), prf[:, 1].clone(), prf[:, 2].clone())
+        return prf
+
+    def score(self, completions: Sequence[str], refs: ReferenceSet) -> BertScoreResult:
+        """P, R, F1 of each completion, each the best over the references (bert_score's multi-reference rule).
+        Blank completions score 0."""
+        best = self.score_matrix(completions, refs).max(dim=1).values  # [N, 3]
+        return BertScoreResult(best[:, 0].clone(), best[:, 1].clone(), best[:, 2].clone())
+
+    @staticmethod
+    def _match(emb: Tensor, w: Tensor, refs: ReferenceSet) -> Tensor:
+        """Greedy matching of one candidate (``emb [n, d]``, idf ``w [n]``) against each reference: ``[R, 3]``."""
+        n, n_refs = emb.shape[0], len(refs.passages)
+        sim = emb @ refs.tokens.T  # [n, T_total]
+        # precision: each candidate token's best match within each reference
+        best_in_ref = torch.full((n, n_refs), -torch.inf).scatter_reduce(
+            1, refs.segment.expand(n, -1), sim, reduce="amax"
+        )
+        p = (w / w.sum()) @ best_in_ref  # [R]
+        # recall: each reference token's best match among the candidate's tokens
+        r = torch.zeros(n_refs).index_add(0, refs.segment, sim.max(dim=0).values * refs.idf)
+        f = torch.nan_to_num(2 * p * r / (p + r), nan=0.0)
+        return torch.stack([p, r, f], dim=1)
 
     def _encode(self, sentences: list[str]) -> tuple[list[tuple[Tensor, Tensor]], list[int]]:
-        """Unit-norm token embeddings and idf weights of each sentence (bert_score's tokenisation)."""
-        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i].split(" ")), reverse=True)
+        """Unit-norm token embeddings and idf weights of each sentence.
+
+        Tokenisation is bert_score's (``sent_encode``: strip, special tokens, truncation); batches group
+        sentences of similar token length, so little compute goes to padding.
+        """
+        ids = [sent_encode(self._tokenizer, s) for s in sentences]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[tuple[Tensor, Tensor]] = [None] * len(sentences)  # type: ignore[list-item]
-        lens = [0] * len(sentences)
-        for lo in range(0, len(order), self.batch_size):
-            idx = order[lo : lo + self.batch_size]
-            emb, mask, idf = get_bert_embedding(
-                [sentences[i] for i in idx], self._model, self._tokenizer, self._idf, device=self.device
-            )
+        for batch in _length_buckets(order, [len(x) for x in ids], self.batch_size, self.token_budget):
+            width = max(len(ids[i]) for i in batch)
+            tok = torch.full((len(batch), width), self._tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for j, i in enumerate(batch):
+                tok[j, : len(ids[i])] = torch.tensor(ids[i])
+                mask[j, : len(ids[i])] = 1
+            with torch.inference_mode():
+                emb = self._model(tok.to(self.device), attention_mask=mask.to(self.device))[0].float().cpu()
             emb = emb / emb.norm(dim=-1, keepdim=True)
-            for j, i in enumerate(idx):
-                out[i] = (emb[j].cpu(), idf[j].cpu())
-                lens[i] = int(mask[j].sum())
-        return out, lens
+            for j, i in enumerate(batch):
+                n = len(ids[i])
+                out[i] = (emb[j, :n], torch.tensor([float(self._idf[t]) for t in ids[i]]))
+        return out, [len(x) for x in ids]
+
+
+def _length_buckets(order: list[int], lens: list[int], max_batch: int, token_budget: int) -> list[list[int]]:
+    """Split indices (sorted by length) into batches whose padded size stays within ``token_budget``."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and (len(current) >= max_batch or lens[i] * (len(current) + 1) > token_budget):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _read_baseline(path: str | Path, num_layers: int) -> Tensor:

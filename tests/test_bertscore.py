@@ -8,7 +8,7 @@ import pytest
 import torch
 from bert_score import BERTScorer as Reference
 
-from objectives.bertscore import DEFAULT_NUM_LAYERS, BertScorer, default_model_path
+from objectives.bertscore import DEFAULT_NUM_LAYERS, SHIPPED_BASELINE, BertScorer, default_model_path
 from objectives.gold import load_gold_set
 
 pytestmark = pytest.mark.scorer
@@ -79,3 +79,17 @@ def test_rescaling_with_a_baseline_file(scorer: BertScorer, tmp_path: Path) -> N
     bad.write_text("LAYER,P,R,F\n0,0.5,0.4,0.45\n")
     with pytest.raises(ValueError, match="no row for layer 5"):
         BertScorer(baseline_path=bad)
+
+
+def test_shipped_baseline_for_default_scorer(scorer: BertScorer) -> None:
+    rescaled = BertScorer(rescale_with_baseline=True)
+    raw = scorer.score(CANDS[:2], scorer.references(GOLD)).f1
+    res = rescaled.score(CANDS[:2], rescaled.references(GOLD)).f1
+    base = float(SHIPPED_BASELINE.read_text().splitlines()[1 + DEFAULT_NUM_LAYERS].split(",")[3])
+    assert torch.allclose(res, (raw - base) / (1 - base), atol=1e-6)
+    assert res[0] > 0 > res[1] - 0.5  # unrelated text sits near the baseline
+
+
+def test_rescaling_a_custom_scorer_without_baseline_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no rescaling baseline is shipped"):
+        BertScorer(model_type=default_model_path(), rescale_with_baseline=True)
