@@ -6,31 +6,18 @@ and steered on the same neutral prompts and seeds, and prints a few completions 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from objectives.gold import load_gold_set, load_split
 from objectives.keywords import KeywordRate
 from search.display import side_by_side
 from steering import Addition, GenerationConfig, SteeringVector, generate_candidates, load_model
 from steering.model import SteerableModel
 
-# ActAdd's wedding words (Turner et al., section on topic steering).
-WEDDING_WORDS = ("wedding", "weddings", "wed", "marry", "married", "marriage", "bride", "groom", "honeymoon")
-
-# Neutral openers in the style of ActAdd's "I went up to my friend and said"; none occurs verbatim in the
-# embedded model's training corpus (tests/test_embedded.py checks).
-NEUTRAL_PROMPTS = (
-    "I went up to my friend and said",
-    "Yesterday afternoon my neighbour told me that",
-    "When we sat down, she looked at me and said",
-    "The other day I was thinking about how",
-    "After lunch, my brother turned to me and said",
-    "I have to tell you something:",
-    "Last night on the phone, he told me",
-    "So here is the thing about it:",
-)
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclass(frozen=True)
@@ -38,7 +25,6 @@ class DemoSettings:
     pair: tuple[str, str] = ("I talk about weddings constantly", "I do not talk about weddings constantly")
     layer: int = 1
     coeff: float = 4.0
-    samples_per_prompt: int = 8
     generation: GenerationConfig = GenerationConfig(
         max_new_tokens=40, n=8, temperature=1.0, top_p=0.3, freq_penalty=1.0, seed=0
     )
@@ -58,15 +44,15 @@ class SteeringEffect:
 
 
 def measure_effect(
-    model: SteerableModel, settings: DemoSettings, prompts: tuple[str, ...] = NEUTRAL_PROMPTS
+    model: SteerableModel, settings: DemoSettings, prompts: tuple[str, ...], keywords: tuple[str, ...]
 ) -> SteeringEffect:
     """Keyword rate without and with the pair's ActAdd vector, same prompts and seeds, one batched call."""
     vec = SteeringVector.from_pair(model, *settings.pair, layer=settings.layer)
-    cfg = dataclasses.replace(settings.generation, n=settings.samples_per_prompt)
-    plain, steered = generate_candidates(model, list(prompts), [[], [Addition(vec, settings.coeff)]], cfg)
+    adds = [[], [Addition(vec, settings.coeff)]]
+    plain, steered = generate_candidates(model, list(prompts), adds, settings.generation)
     flat_plain = [s for row in plain for s in row]
     flat_steered = [s for row in steered for s in row]
-    metric = KeywordRate(WEDDING_WORDS)
+    metric = KeywordRate(keywords)
     return SteeringEffect(
         unsteered_rate=metric.score(flat_plain).rate,
         steered_rate=metric.score(flat_steered).rate,
@@ -79,7 +65,9 @@ def measure_effect(
 def run_demo(settings: DemoSettings = DemoSettings(), *, as_json: bool = False) -> SteeringEffect:
     t0 = time.perf_counter()
     model = load_model()
-    effect = measure_effect(model, settings)
+    prompts = load_split(CONFIGS / "gold" / "prompts.yaml").search
+    keywords = load_gold_set(CONFIGS / "gold" / "weddings.yaml").keywords  # ActAdd's wedding words
+    effect = measure_effect(model, settings, prompts, keywords)
     seconds = time.perf_counter() - t0
     if as_json:
         print(
@@ -100,8 +88,8 @@ def run_demo(settings: DemoSettings = DemoSettings(), *, as_json: bool = False) 
     print("steersearch demo: ActAdd on the embedded tiny-topics model (offline)")
     print(f"pair {a!r} / {b!r}, layer {settings.layer}, coeff {settings.coeff}, front positions")
     print(
-        f"wedding-word rate over n={effect.n} completions ({len(NEUTRAL_PROMPTS)} neutral prompts x "
-        f"{settings.samples_per_prompt} seeds, the same seeds both ways):"
+        f"wedding-word rate over n={effect.n} completions ({len(prompts)} neutral prompts x "
+        f"{settings.generation.n} seeds, the same seeds both ways):"
     )
     k_plain = round(effect.unsteered_rate * effect.n)
     k_steer = round(effect.steered_rate * effect.n)
@@ -111,7 +99,7 @@ def run_demo(settings: DemoSettings = DemoSettings(), *, as_json: bool = False) 
         f"{100 * (effect.steered_rate - effect.unsteered_rate):+.0f} points"
     )
     print()
-    show = settings.samples_per_prompt  # the first prompt's completions
+    show = settings.generation.n  # the first prompt's completions
     info = {
         "model": model.name,
         "pair": list(settings.pair),
@@ -121,6 +109,6 @@ def run_demo(settings: DemoSettings = DemoSettings(), *, as_json: bool = False) 
         "positions": "front",
         "seed": settings.generation.seed,
     }
-    print(side_by_side(NEUTRAL_PROMPTS[0], effect.unsteered[:show], effect.steered[:show], info))
+    print(side_by_side(prompts[0], effect.unsteered[:show], effect.steered[:show], info))
     print(f"done in {seconds:.0f} s")
     return effect
