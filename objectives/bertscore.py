@@ -37,6 +37,35 @@ def default_model_path() -> str:
 
 
 @dataclass(frozen=True)
+class ScorerSpec:
+    """Which BERTScore encoder and how (the ``scorer:`` section of an experiment config).
+
+    ``model: null`` is the shipped MiniLM; any HF encoder name or path works with its ``num_layers``
+    (e.g. ``roberta-large`` with 17, for users with internet).
+    """
+
+    model: str | None = None
+    num_layers: int = DEFAULT_NUM_LAYERS
+    idf: bool = False
+    rescale_with_baseline: bool = False
+    baseline_path: str | None = None
+    device: str = "cpu"
+
+    def build(self, idf_sents: Sequence[str] | None = None) -> BertScorer:
+        """Load the scorer once; ``idf_sents`` are required when ``idf`` is on."""
+        if self.idf and not idf_sents:
+            raise ValueError("scorer.idf needs sentences to compute idf weights from (e.g. the gold passages)")
+        return BertScorer(
+            model_type=self.model,
+            num_layers=self.num_layers,
+            idf_sents=idf_sents if self.idf else None,
+            rescale_with_baseline=self.rescale_with_baseline,
+            baseline_path=self.baseline_path,
+            device=self.device,
+        )
+
+
+@dataclass(frozen=True)
 class BertScoreResult:
     """Per-completion precision, recall and F1 (best over the references), each ``[n]``."""
 

@@ -15,6 +15,8 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from objectives.bertscore import ScorerSpec
+from objectives.compose import ObjectiveSpec
 from steering import GenerationConfig
 
 
@@ -53,6 +55,8 @@ class ExperimentConfig:
     name: str = "experiment"
     model: ModelSpec = field(default_factory=ModelSpec)
     generation: GenerationSpec = field(default_factory=GenerationSpec)
+    scorer: ScorerSpec = field(default_factory=ScorerSpec)
+    objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
 
 
 T = TypeVar("T")
@@ -89,7 +93,10 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
         raise ConfigError(f"{where}: unknown field {unknown[0]!r}; allowed: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {name: _coerce(hints[name], value, f"{path}.{name}" if path else name) for name, value in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # a dataclass's own value checks
+        raise ConfigError(f"{where}: {err}") from err
 
 
 def _coerce(tp: Any, value: Any, path: str) -> Any:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from bert_score import BERTScorer as Reference
 
-from objectives.bertscore import DEFAULT_NUM_LAYERS, SHIPPED_BASELINE, BertScorer, default_model_path
+from objectives.bertscore import DEFAULT_NUM_LAYERS, SHIPPED_BASELINE, BertScorer, ScorerSpec, default_model_path
 from objectives.gold import load_gold_set
 
 pytestmark = pytest.mark.scorer
@@ -93,3 +93,10 @@ def test_shipped_baseline_for_default_scorer(scorer: BertScorer) -> None:
 def test_rescaling_a_custom_scorer_without_baseline_is_an_error() -> None:
     with pytest.raises(ValueError, match="no rescaling baseline is shipped"):
         BertScorer(model_type=default_model_path(), rescale_with_baseline=True)
+
+
+def test_scorer_spec_builds_and_checks_idf_sentences() -> None:
+    with pytest.raises(ValueError, match="scorer.idf needs sentences"):
+        ScorerSpec(idf=True).build()
+    built = ScorerSpec(num_layers=4, idf=True).build(idf_sents=list(GOLD))
+    assert built.num_layers == 4 and built.score(CANDS[:1], built.references(GOLD)).f1[0] > 0

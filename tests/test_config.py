@@ -52,3 +52,30 @@ def test_non_utf8_file(tmp_path: Path) -> None:
     p.write_bytes(b"name: \xff\xfe\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(p)
+
+
+def test_objective_section_builds_typed_spec(tmp_path: Path) -> None:
+    text = (
+        "objective:\n  kind: scalar\n  terms:\n    - {metric: bertscore_f1, weight: 1}\n"
+        "    - {metric: rep_rate, weight: -0.5}\n  constraints:\n    - {metric: ppl_ratio, max: 1.2}\n"
+        "scorer:\n  num_layers: 4\n  idf: true\n"
+    )
+    cfg = load_config(_write(tmp_path, text))
+    assert cfg.objective.terms[1].metric == "rep_rate" and cfg.objective.terms[1].weight == -0.5
+    assert cfg.objective.constraints[0].max == 1.2 and cfg.scorer.num_layers == 4 and cfg.scorer.idf
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("objective:\n  terms:\n    - {metric: bleu}\n", "objective.terms[0]: unknown metric 'bleu'"),
+        ("objective:\n  kind: pareto\n", "objective.kind: 'pareto' is not allowed; allowed: scalar, multi"),
+        ("objective:\n  constraints:\n    - {metric: kl}\n", "needs max or min"),
+        ("objective:\n  terms: bertscore_f1\n", "objective.terms: expected a list"),
+        ("scorer:\n  num_layers: five\n", "scorer.num_layers: expected int"),
+    ],
+)
+def test_objective_errors_name_the_field(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(_write(tmp_path, text))
+    assert needle in str(exc.value)
