@@ -92,7 +92,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise UserError("--prompt is empty")
     overrides = {k: v for k, v in (("n", args.n), ("seed", args.seed)) if v is not None}
-    gen_cfg = dataclasses.replace(cfg.generation.to_config(), **overrides)
+    gen_cfg = dataclasses.replace(cfg.generation, **overrides)
     model = load_model(cfg.model.source, device=cfg.model.device, dtype=getattr(torch, cfg.model.dtype))
     if not 0 <= args.layer < model.n_layers:
         raise UserError(f"--layer {args.layer} is out of range: {model.name} has layers 0..{model.n_layers - 1}")

@@ -34,27 +34,10 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
-class GenerationSpec:
-    max_new_tokens: int = 40
-    n: int = 8
-    temperature: float = 1.0
-    top_p: float = 0.3
-    freq_penalty: float = 1.0
-    seed: int = 0
-    batch_size: int = 64
-
-    def to_config(self) -> GenerationConfig:
-        try:
-            return GenerationConfig(**dataclasses.asdict(self))
-        except ValueError as err:
-            raise ConfigError(f"generation: {err}") from err
-
-
-@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
     model: ModelSpec = field(default_factory=ModelSpec)
-    generation: GenerationSpec = field(default_factory=GenerationSpec)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     scorer: ScorerSpec = field(default_factory=ScorerSpec)
     objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
 
@@ -67,7 +50,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
     Example:
         >>> cfg = load_config("configs/quickstart.yaml")
-        >>> cfg.generation.to_config()
+        >>> cfg.generation.top_p
     """
     p = Path(path)
     if not p.is_file():
@@ -76,9 +59,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {err}") from err
-    cfg = from_dict(ExperimentConfig, data if data is not None else {})
-    cfg.generation.to_config()  # value checks live with the steering layer's GenerationConfig
-    return cfg
+    return from_dict(ExperimentConfig, data if data is not None else {})
 
 
 def from_dict(cls: type[T], data: Any, path: str = "") -> T:

@@ -91,3 +91,10 @@ def test_bad_config(field: str, value: float) -> None:
 def test_empty_prompt_is_an_error(tiny: SteerableModel) -> None:
     with pytest.raises(ValueError, match="non-empty"):
         generate(tiny, ["ok", ""], [])
+
+
+def test_first_sample_extends_an_earlier_call_exactly(tiny: SteerableModel) -> None:
+    full = generate(tiny, PROMPTS, _steer(tiny), GenerationConfig(max_new_tokens=6, n=5, seed=2))
+    head = generate(tiny, PROMPTS, _steer(tiny), GenerationConfig(max_new_tokens=6, n=2, seed=2))
+    tail = generate(tiny, PROMPTS, _steer(tiny), GenerationConfig(max_new_tokens=6, n=3, seed=2, first_sample=2))
+    assert [h + t for h, t in zip(head, tail, strict=True)] == full
