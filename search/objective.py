@@ -1,0 +1,137 @@
+"""The Optuna objective: trial -> candidate -> completions -> metrics -> value, with multi-fidelity pruning.
+
+Rungs are cumulative samples per prompt (e.g. ``(2, 8)``). Each rung generates only the new samples
+(``GenerationConfig.first_sample``), so the full-budget completions of a survivor are exactly what a
+single full call would give. After each rung but the last, the value is reported and the pruner may stop
+the trial. Model-based metrics (perplexity ratio, KL, gold log-likelihood) do not depend on samples and
+are measured once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from objectives import Evaluator, Objective
+from search.space import Candidate, Pair, SpaceSpec, VectorCache, suggest
+from steering import GenerationConfig, generate
+from steering.model import SteerableModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FidelitySpec:
+    """Cumulative samples per prompt at each rung; the last rung is the full budget."""
+
+    rungs: tuple[int, ...] = (8,)
+
+    def __post_init__(self) -> None:
+        if not self.rungs or any(b <= a for a, b in zip(self.rungs, self.rungs[1:], strict=False)):
+            raise ValueError(f"rungs must be increasing sample counts, got {list(self.rungs)}")
+        if self.rungs[0] < 1:
+            raise ValueError("rungs must be >= 1")
+
+
+class CompletionSink:
+    """Writes each finished trial's completions to ``DIR/trial_<number>.jsonl`` (one line per completion)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def write(self, number: int, prompts: Sequence[str], texts: Sequence[Sequence[str]]) -> None:
+        path = self.directory / f"trial_{number:05d}.jsonl"
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            for p, (prompt, row) in enumerate(zip(prompts, texts, strict=True)):
+                for s, text in enumerate(row):
+                    f.write(json.dumps({"prompt_index": p, "prompt": prompt, "sample": s, "text": text}) + "\n")
+        tmp.replace(path)  # atomic: a crash never leaves half a file
+
+
+def candidate_record(cand: Candidate) -> list[dict[str, Any]]:
+    return [
+        {
+            "pair": [c.pair.a, c.pair.b],
+            "source": c.pair.source,
+            "layer": c.layer,
+            "coeff": c.coeff,
+            "frac": c.frac,
+            "mask": c.mask,
+            "positions": c.positions,
+        }
+        for c in cand.additions
+    ]
+
+
+class SteeringObjective:
+    """Callable Optuna objective; build once per study (model, scorers and references are injected)."""
+
+    def __init__(
+        self,
+        *,
+        model: SteerableModel,
+        evaluator: Evaluator,
+        objective: Objective,
+        space: SpaceSpec,
+        pool: Sequence[Pair],
+        prompts: Sequence[str],
+        generation: GenerationConfig,
+        fidelity: FidelitySpec = FidelitySpec(),
+        vectors: VectorCache | None = None,
+        sink: CompletionSink | None = None,
+    ) -> None:
+        if not prompts:
+            raise ValueError("no search prompts")
+        self.model, self.evaluator, self.objective = model, evaluator, objective
+        self.space, self.pool, self.prompts = space, list(pool), list(prompts)
+        self.generation, self.fidelity = generation, fidelity
+        self.vectors = vectors or VectorCache()
+        self.sink = sink
+        self.multi = len(objective.directions) > 1
+
+    def __call__(self, trial: optuna.trial.BaseTrial) -> float | tuple[float, ...]:
+        cand = suggest(trial, self.space, self.pool)
+        trial.set_user_attr("candidate", candidate_record(cand))
+        try:
+            return self._run(trial, cand)
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:  # recorded on the trial, then the study goes on (optimize(catch=...))
+            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
+            raise
+
+    def _run(self, trial: optuna.trial.BaseTrial, cand: Candidate) -> float | tuple[float, ...]:
+        steering = cand.steering(self.model, self.vectors)
+        model_raw = self.evaluator.model_metrics(self.model, steering) if self.evaluator.needs_model else {}
+        texts: list[list[str]] = [[] for _ in self.prompts]
+        done = 0
+        value: float | tuple[float, ...] = math.nan
+        for rung, total in enumerate(self.fidelity.rungs):
+            cfg = dataclasses.replace(self.generation, n=total - done, first_sample=done)
+            for row, new in zip(texts, generate(self.model, self.prompts, steering, cfg), strict=True):
+                row.extend(new)
+            done = total
+            raw = self.evaluator.text_metrics([t for row in texts for t in row]) | model_raw
+            value = self.objective.value(raw)
+            values = value if isinstance(value, tuple) else (value,)
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError(f"objective is not finite: {value} (metrics {raw})")
+            trial.set_user_attr("metrics", raw)
+            trial.set_user_attr("samples_per_prompt", done)
+            if not self.multi and rung < len(self.fidelity.rungs) - 1:
+                trial.report(float(values[0]), step=total)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after {total} samples per prompt")
+        if self.sink is not None:
+            self.sink.write(trial.number, self.prompts, texts)
+        return value

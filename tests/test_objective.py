@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from objectives import EvalData, Evaluator, Objective, ObjectiveSpec, Term
+from objectives.testing import FakeBertScorer
+from search.objective import CompletionSink, FidelitySpec, SteeringObjective
+from search.space import FloatRange, IntRange, PairsSpec, SpaceSpec, pair_pool
+from steering import GenerationConfig
+from steering.model import SteerableModel
+
+POOL = pair_pool(PairsSpec(hand_written=(("The bride and the groom", ""), ("She hates the rain", "She loves"))))
+DATA = EvalData(gold=("The bride and the groom danced at the wedding.",), neutral_texts=("The bus was late.",))
+GEN = GenerationConfig(max_new_tokens=6, n=1)
+
+
+def _objective(tiny: SteerableModel, tmp_path: Path, rungs=(1, 3), metrics=("bertscore_f1", "ppl_ratio")):
+    ev = Evaluator(set(metrics), DATA, bertscorer=FakeBertScorer())  # type: ignore[arg-type]
+    obj = Objective(ObjectiveSpec(terms=tuple(Term(m) for m in metrics if m != "ppl_ratio")))
+    return SteeringObjective(
+        model=tiny,
+        evaluator=ev,
+        objective=obj,
+        space=SpaceSpec(layer=IntRange(0, 1), coeff=FloatRange(1.0, 8.0)),
+        pool=POOL,
+        prompts=["I went up to my friend and said", "The other day"],
+        generation=GEN,
+        fidelity=FidelitySpec(rungs),
+        sink=CompletionSink(tmp_path / "completions"),
+    )
+
+
+def test_fixed_trial_drives_the_objective(tiny: SteerableModel, tmp_path: Path) -> None:
+    objective = _objective(tiny, tmp_path)
+    trial = optuna.trial.FixedTrial({"pair": POOL[0].label, "layer": 1, "coeff": 4.0}, number=7)
+    value = objective(trial)
+    metrics = trial.user_attrs["metrics"]
+    assert value == pytest.approx(metrics["bertscore_f1"]) and "ppl_ratio" in metrics
+    assert trial.user_attrs["candidate"][0]["pair"] == ["The bride and the groom", ""]
+    lines = (tmp_path / "completions" / "trial_00007.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * 3 and json.loads(lines[0])["prompt_index"] == 0
+
+
+def test_rungs_reuse_samples_and_pruned_trials_stop_early(tiny: SteerableModel, tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=10.0))
+    study.optimize(_objective(tiny, tmp_path), n_trials=2)
+    assert all(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+    assert all(t.user_attrs["samples_per_prompt"] == 1 for t in study.trials)
+
+
+def test_failed_trial_is_recorded_and_study_goes_on(tiny: SteerableModel, tmp_path: Path, monkeypatch) -> None:
+    objective = _objective(tiny, tmp_path, rungs=(1,))
+    calls = {"n": 0}
+    real = objective.evaluator.text_metrics
+
+    def sometimes_nan(completions):
+        calls["n"] += 1
+        return {"bertscore_f1": float("nan")} if calls["n"] == 1 else real(completions)
+
+    monkeypatch.setattr(objective.evaluator, "text_metrics", sometimes_nan)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=2, catch=(Exception,))
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert "not finite" in study.trials[0].user_attrs["fail_reason"]
+
+
+@pytest.mark.parametrize("rungs", [(), (3, 2), (0, 2)])
+def test_bad_rungs(rungs) -> None:
+    with pytest.raises(ValueError, match="rungs"):
+        FidelitySpec(rungs)
