@@ -13,6 +13,7 @@ import logging
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -74,10 +75,35 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     gen.set_defaults(func=cmd_generate)
 
+    run = sub.add_parser("run", help="run (or resume) the search a config describes")
+    run.add_argument("config", help="experiment YAML")
+    run.add_argument("--n-trials", type=int, help="finished trials the study should reach (default: config)")
+    run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    run.add_argument("--storage", help="Optuna storage URL, or journal:PATH (default: sqlite in the run folder)")
+    run.add_argument("--out", help="run folder (default: runs/<name>)")
+    run.set_defaults(func=cmd_run)
+
     demo = sub.add_parser("demo", help="offline demonstration on the embedded model (what `make demo` runs)")
     demo.add_argument("--json", action="store_true", help="print the measured rates as JSON")
     demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from search.run import run_search
+
+    cfg = load_config(args.config)
+    if args.n_trials is not None and args.n_trials < 1:
+        raise UserError(f"--n-trials must be >= 1, got {args.n_trials}")
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    study = run_search(cfg, out=out, n_trials=args.n_trials, timeout=args.timeout, storage=args.storage)
+    states = [t.state.name for t in study.trials]
+    summary = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
+    print(f"study {cfg.name}: {len(states)} trials ({summary}); results in {out}/")
+    best = json.loads((out / "best.json").read_text())
+    if best.get("value") is not None:
+        print(f"best value {best['value']:.4f} (trial {best['number']}): {best['params']}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

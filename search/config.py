@@ -17,6 +17,8 @@ import yaml
 
 from objectives.bertscore import ScorerSpec
 from objectives.compose import ObjectiveSpec
+from search.objective import FidelitySpec
+from search.space import PairsSpec, SpaceSpec
 from steering import GenerationConfig
 
 
@@ -34,12 +36,58 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class DataSpec:
+    """Text files (``configs/gold/`` format), relative to the working directory."""
+
+    gold: str = "configs/gold/weddings.yaml"
+    prompts: str = "configs/gold/prompts.yaml"
+    neutral: str = "configs/gold/neutral.yaml"
+    off_target: str = "configs/gold/off_target.yaml"
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """A hand-written intervention: enqueued as one of the first trials, and a row of every comparison."""
+
+    pair: tuple[str, str]
+    layer: int
+    coeff: float
+    frac: float = 1.0
+    mask: Literal["first", "random"] = "first"
+    positions: str = "front"
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    sampler: Literal["tpe", "cmaes", "gp", "nsga2", "grid", "random"] = "tpe"
+    pruner: Literal["none", "median", "halving", "hyperband"] = "median"
+    n_trials: int = 20
+    timeout: float | None = None
+    storage: str | None = None  # default: sqlite:///runs/<name>/study.db
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_trials < 1:
+            raise ValueError(f"n_trials must be >= 1, got {self.n_trials}")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
     model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataSpec = field(default_factory=DataSpec)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     scorer: ScorerSpec = field(default_factory=ScorerSpec)
     objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
+    pairs: PairsSpec | None = None  # required by `run`
+    baselines: tuple[BaselineSpec, ...] = ()
+    space: SpaceSpec = field(default_factory=SpaceSpec)
+    fidelity: FidelitySpec = field(default_factory=FidelitySpec)
+    study: StudySpec = field(default_factory=StudySpec)
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ValueError(f"name {self.name!r} must be a plain folder name")
 
 
 T = TypeVar("T")
@@ -101,10 +149,13 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} matches none of {tp}")
     if origin in (list, tuple):
-        (item,) = typing.get_args(tp)[:1]
+        args = typing.get_args(tp)
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
-        items = [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        fixed = origin is tuple and Ellipsis not in args
+        if fixed and len(value) != len(args):
+            raise ConfigError(f"{path}: expected a list of {len(args)} items, got {len(value)}")
+        items = [_coerce(args[i] if fixed else args[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

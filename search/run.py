@@ -1,0 +1,197 @@
+"""``steersearch run``: build everything once from the config, run (or resume) the study, write the run."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from objectives import EmbeddingSimilarity, EvalData, Evaluator, Objective, load_gold_set, load_split
+from objectives.gold import GoldSet, Split
+from search.config import ConfigError, ExperimentConfig
+from search.objective import CompletionSink, SteeringObjective
+from search.outputs import write_run_files
+from search.space import AdditionChoice, Candidate, Pair, VectorCache, pair_pool
+from search.study import Progress, enqueue_baselines, make_pruner, make_sampler, n_finished, open_study, storage_for
+from steering import load_model
+from steering.model import SteerableModel
+
+logger = logging.getLogger(__name__)
+
+ALWAYS = {"bertscore_p", "bertscore_r", "bertscore_f1", "distinct_1", "distinct_2", "rep_rate"}
+"""Cheap metrics every trial reports, whatever the objective uses, so reports can show them."""
+
+
+@dataclass(frozen=True)
+class ExperimentData:
+    gold: GoldSet
+    prompts: Split
+    neutral: Split
+    off_target: Split
+
+    def eval_data(self, split: str) -> EvalData:
+        return EvalData(
+            gold=self.gold.passages.part(split),
+            keywords=self.gold.keywords,
+            neutral_texts=self.neutral.part(split),
+            off_target_prompts=self.off_target.part(split),
+            prompts=self.prompts.part(split),
+        )
+
+
+def load_data(cfg: ExperimentConfig) -> ExperimentData:
+    def read(field: str, loader: Any) -> Any:
+        path = getattr(cfg.data, field)
+        try:
+            return loader(path)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"data.{field}: {err}") from err
+
+    return ExperimentData(
+        read("gold", load_gold_set),
+        read("prompts", load_split),
+        read("neutral", load_split),
+        read("off_target", load_split),
+    )
+
+
+def metrics_for(cfg: ExperimentConfig, data: ExperimentData) -> set[str]:
+    metrics = Objective(cfg.objective).metrics | ALWAYS
+    if data.gold.keywords:
+        metrics |= {"keyword_rate", "keyword_count"}
+    return metrics
+
+
+def full_pool(cfg: ExperimentConfig) -> list[Pair]:
+    if cfg.pairs is None:
+        raise ConfigError("pairs: required for `run` (hand_written pairs, or templates with words)")
+    pool = [Pair(b.pair[0], b.pair[1], "hand-written") for b in cfg.baselines]
+    labels = {p.label for p in pool}
+    return pool + [p for p in pair_pool(cfg.pairs) if p.label not in labels]
+
+
+@dataclass
+class Scorers:
+    """Heavy scorers, built once per process."""
+
+    bert: Any = None
+    embedder: EmbeddingSimilarity | None = None
+
+    @classmethod
+    def build(cls, cfg: ExperimentConfig, metrics: set[str], data: ExperimentData) -> Scorers:
+        bert = (
+            cfg.scorer.build(idf_sents=data.gold.passages.search)
+            if metrics & {"bertscore_f1", "bertscore_p", "bertscore_r"}
+            else None
+        )
+        embedder = EmbeddingSimilarity(device=cfg.scorer.device) if "embedding_sim" in metrics else None
+        return cls(bert, embedder)
+
+
+def load_experiment_model(cfg: ExperimentConfig) -> SteerableModel:
+    return load_model(cfg.model.source, device=cfg.model.device, dtype=getattr(torch, cfg.model.dtype))
+
+
+def run_search(
+    cfg: ExperimentConfig,
+    *,
+    out: Path,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    storage: str | None = None,
+    scorers: Scorers | None = None,
+    model: SteerableModel | None = None,
+    progress: bool = True,
+) -> optuna.Study:
+    """Run or resume the study until it has ``n_trials`` finished trials (or ``timeout`` seconds pass)."""
+    data = load_data(cfg)
+    pool = full_pool(cfg)
+    objective = Objective(cfg.objective)
+    metrics = metrics_for(cfg, data)
+    model = model or load_experiment_model(cfg)
+    for b in cfg.baselines:
+        model.check_layer(b.layer)
+    if cfg.space.layer.high >= model.n_layers:
+        raise ConfigError(
+            f"space.layer.high {cfg.space.layer.high} is out of range: model has layers 0..{model.n_layers - 1}"
+        )
+    scorers = scorers or Scorers.build(cfg, metrics, data)
+    evaluator = Evaluator(metrics, data.eval_data("search"), bertscorer=scorers.bert, embedder=scorers.embedder)
+    vectors = VectorCache()
+    study = open_study(
+        name=cfg.name,
+        storage=storage_for(storage or cfg.study.storage, out),
+        directions=objective.directions,
+        sampler=make_sampler(cfg.study, cfg.space, pool, len(objective.directions)),
+        pruner=make_pruner(cfg.study, len(objective.directions)),
+    )
+    if not study.trials:
+        enqueue_baselines(study, cfg.baselines, cfg.space)
+    target = n_trials if n_trials is not None else cfg.study.n_trials
+    remaining = max(0, target - n_finished(study))
+    logger.info("study %s: %d trials finished, running %d more", cfg.name, n_finished(study), remaining)
+    fn = SteeringObjective(
+        model=model,
+        evaluator=evaluator,
+        objective=objective,
+        space=cfg.space,
+        pool=pool,
+        prompts=data.prompts.search,
+        generation=cfg.generation,
+        fidelity=cfg.fidelity,
+        vectors=vectors,
+        sink=CompletionSink(out / "completions"),
+    )
+    bar = Progress(target, n_finished(study)) if progress and remaining else None
+    try:
+        if remaining:
+            study.optimize(
+                fn,
+                n_trials=remaining,
+                timeout=timeout if timeout is not None else cfg.study.timeout,
+                catch=(Exception,),
+                callbacks=[bar] if bar else None,
+            )
+    finally:
+        if bar:
+            bar.close()
+        best = write_run_files(study, cfg, out)
+        save_best_vectors(best, model, vectors, out / "vectors")
+    return study
+
+
+def candidate_from_record(record: list[dict[str, Any]]) -> Candidate:
+    return Candidate(
+        tuple(
+            AdditionChoice(
+                Pair(r["pair"][0], r["pair"][1], r.get("source", "hand-written")),
+                r["layer"],
+                r["coeff"],
+                r["frac"],
+                r["mask"],
+                r["positions"],
+            )
+            for r in record
+        )
+    )
+
+
+def save_best_vectors(best: dict[str, Any], model: SteerableModel, vectors: VectorCache, directory: Path) -> None:
+    entries = best.get("pareto") or ([best] if best.get("candidate") else [])
+    for entry in entries:
+        cand = candidate_from_record(entry["candidate"])
+        for i, (choice, add) in enumerate(zip(cand.additions, cand.steering(model, vectors), strict=True)):
+            meta = {
+                **add.vector.metadata,
+                "trial": entry["number"],
+                "coeff": choice.coeff,
+                "frac": choice.frac,
+                "mask": choice.mask,
+                "positions": choice.positions,
+            }
+            vec = type(add.vector)(add.vector.activations, add.vector.layer, meta)
+            vec.save(directory / f"trial_{entry['number']:05d}_add{i}")

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from objectives.testing import FakeBertScorer
+from search.config import ConfigError, load_config
+from search.run import Scorers, run_search
+from steering import SteeringVector
+from steering.model import SteerableModel
+
+ROOT = Path(__file__).parents[1]
+
+CONFIG = f"""
+name: t
+data:
+  gold: {ROOT}/configs/gold/weddings.yaml
+  prompts: {ROOT}/configs/gold/prompts.yaml
+  neutral: {ROOT}/configs/gold/neutral.yaml
+  off_target: {ROOT}/configs/gold/off_target.yaml
+generation: {{max_new_tokens: 5, temperature: 1.0}}
+objective:
+  terms: [{{metric: bertscore_f1}}]
+  constraints: [{{metric: ppl_ratio, max: 1.5}}]
+pairs:
+  hand_written: [["The bride and the groom", ""]]
+  templates: [["{{x}}", ""]]
+  words: [wedding, calm]
+baselines:
+  - {{pair: ["I talk about weddings constantly", "I do not talk about weddings constantly"], layer: 1, coeff: 4}}
+space:
+  layer: {{low: 0, high: 1}}
+  coeff: {{low: 0.5, high: 8, log: true}}
+fidelity: {{rungs: [1, 2]}}
+study: {{n_trials: 3, seed: 0}}
+"""
+
+
+def _cfg(tmp_path: Path, text: str = CONFIG):
+    p = tmp_path / "exp.yaml"
+    p.write_text(text)
+    return load_config(p)
+
+
+def test_run_writes_the_contract_and_resumes(tiny: SteerableModel, tmp_path: Path) -> None:
+    cfg, out = _cfg(tmp_path), tmp_path / "run"
+    scorers = Scorers(bert=FakeBertScorer())
+    study = run_search(cfg, out=out, model=tiny, scorers=scorers, progress=False)
+    assert len(study.trials) == 3
+    first = study.trials[0]
+    assert first.user_attrs["baseline"] and first.params["layer"] == 1 and first.params["coeff"] == 4
+    for name in ("config.yaml", "env.json", "trials.csv", "best.json", "study.db"):
+        assert (out / name).exists(), name
+    best = json.loads((out / "best.json").read_text())
+    assert best["value"] is not None and "pair" in best["params"]
+    vec = SteeringVector.load(next((out / "vectors").glob("*.safetensors")))
+    assert vec.layer == best["candidate"][0]["layer"]
+    assert len(list((out / "completions").glob("*.jsonl"))) >= 1
+
+    again = run_search(cfg, out=out, model=tiny, scorers=scorers, n_trials=5, progress=False)
+    assert len(again.trials) == 5 and sum(bool(t.user_attrs.get("baseline")) for t in again.trials) == 1
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert len(rows) == 5 and {"metric_bertscore_f1", "metric_ppl_ratio", "param_coeff", "value"} <= set(rows[0])
+    # The config as run round-trips through the loader.
+    assert load_config(out / "config.yaml") == cfg
+
+
+def test_journal_storage(tiny: SteerableModel, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    run_search(
+        cfg,
+        out=tmp_path / "r",
+        model=tiny,
+        scorers=Scorers(bert=FakeBertScorer()),
+        n_trials=1,
+        storage=f"journal:{tmp_path / 'journal.log'}",
+        progress=False,
+    )
+    assert (tmp_path / "journal.log").stat().st_size > 0
+
+
+def test_run_config_errors(tiny: SteerableModel, tmp_path: Path) -> None:
+    no_pairs = CONFIG.split("pairs:")[0] + "study: {n_trials: 1}\n"
+    with pytest.raises(ConfigError, match="pairs: required"):
+        run_search(_cfg(tmp_path, no_pairs), out=tmp_path / "x", model=tiny, progress=False)
+    bad_layer = CONFIG.replace("layer: {low: 0, high: 1}", "layer: {low: 0, high: 9}")
+    with pytest.raises(ConfigError, match="space.layer.high 9 is out of range"):
+        run_search(_cfg(tmp_path, bad_layer), out=tmp_path / "x", model=tiny, progress=False)
+    bad_gold = CONFIG.replace("weddings.yaml", "nope.yaml")
+    with pytest.raises(ConfigError, match="data.gold: file .* does not exist"):
+        run_search(_cfg(tmp_path, bad_gold), out=tmp_path / "x", model=tiny, progress=False)
+
+
+def test_grid_sampler_needs_value_lists(tiny: SteerableModel, tmp_path: Path) -> None:
+    grid = CONFIG.replace("seed: 0}", "seed: 0, sampler: grid}")
+    with pytest.raises(ValueError, match="space.coeff.values"):
+        run_search(
+            _cfg(tmp_path, grid), out=tmp_path / "g", model=tiny, scorers=Scorers(bert=FakeBertScorer()), progress=False
+        )
+    ok = grid.replace("coeff: {low: 0.5, high: 8, log: true}", "coeff: {values: [1, 4]}")
+    study = run_search(
+        _cfg(tmp_path, ok),
+        out=tmp_path / "g2",
+        model=tiny,
+        scorers=Scorers(bert=FakeBertScorer()),
+        n_trials=4,
+        progress=False,
+    )
+    coeffs = {t.params["coeff"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert coeffs and coeffs <= {1.0, 4.0}
