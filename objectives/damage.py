@@ -32,17 +32,21 @@ class PerplexityRatio:
 
     def __init__(self, texts: Sequence[str]) -> None:
         self.texts = _require(texts, "neutral text set")
-        self._base: dict[int, float] = {}
+        self._base_items: dict[int, tuple[Tensor, Tensor]] = {}
 
-    def _nll(self, model: SteerableModel, steering: Steering) -> float:
-        logp, n = continuation_logprobs(model, [""] * len(self.texts), list(self.texts), [steering])
-        return float(-logp.sum() / n.sum())
+    def per_text(self, model: SteerableModel, steering: Steering) -> tuple[Tensor, Tensor, Tensor]:
+        """``(nll_steered [N], nll_unsteered [N], n_tokens [N])`` summed per text (for resampling)."""
+        key = id(model)
+        if key not in self._base_items:
+            logp, n = continuation_logprobs(model, [""] * len(self.texts), list(self.texts), [[]])
+            self._base_items[key] = (-logp, n)
+        base, n = self._base_items[key]
+        logp, _ = continuation_logprobs(model, [""] * len(self.texts), list(self.texts), [steering])
+        return -logp, base, n
 
     def score(self, model: SteerableModel, steering: Steering) -> dict[str, float]:
-        key = id(model)
-        if key not in self._base:
-            self._base[key] = self._nll(model, [])
-        base, steered = self._base[key], self._nll(model, steering)
+        nll, nll_base, n = self.per_text(model, steering)
+        base, steered = float(nll_base.sum() / n.sum()), float(nll.sum() / n.sum())
         return {
             "ppl_unsteered": math.exp(base),
             "ppl_steered": math.exp(steered),
@@ -57,14 +61,19 @@ class OffTargetKL:
         self.prompts = _require(prompts, "off-target prompt set")
         self._base: dict[int, tuple[Tensor, Tensor]] = {}
 
-    def score(self, model: SteerableModel, steering: Steering) -> dict[str, float]:
+    def per_prompt(self, model: SteerableModel, steering: Steering) -> tuple[Tensor, Tensor]:
+        """``(kl_sum [N], n_positions [N])`` per prompt (for resampling)."""
         key = id(model)
         if key not in self._base:
             self._base[key] = position_logprobs(model, list(self.prompts), [[]])
         base, mask = self._base[key]
         steered, _ = position_logprobs(model, list(self.prompts), [steering])
         kl = (base.exp() * (base - steered)).sum(dim=-1)  # [B, T]
-        return {"kl": float((kl * mask).sum() / mask.sum())}
+        return (kl * mask).sum(dim=1), mask.sum(dim=1).to(kl.dtype)
+
+    def score(self, model: SteerableModel, steering: Steering) -> dict[str, float]:
+        kl, n = self.per_prompt(model, steering)
+        return {"kl": float(kl.sum() / n.sum())}
 
 
 class GoldLogLikelihood:

@@ -31,11 +31,17 @@ def repetition_rate(completions: Sequence[str], n: int = 2) -> float:
     """
     if not completions:
         raise ValueError("no completions to score")
+    rates = repetition_rates(completions, n)
+    return sum(rates) / len(rates)
+
+
+def repetition_rates(completions: Sequence[str], n: int = 2) -> list[float]:
+    """Each completion's fraction of n-grams that repeat an earlier one (see ``repetition_rate``)."""
     rates = []
     for c in completions:
         grams = _ngrams(words(c), n)
         rates.append(1 - len(set(grams)) / len(grams) if grams else 0.0)
-    return sum(rates) / len(rates)
+    return rates
 
 
 def text_quality(completions: Sequence[str]) -> dict[str, float]:

@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run folder (default: runs/<name>)")
     run.set_defaults(func=cmd_run)
 
+    cmp = sub.add_parser("compare", help="held-out comparison of the best found with baselines (CIs)")
+    cmp.add_argument("config", help="experiment YAML (the one the run used)")
+    cmp.add_argument("--run", required=True, help="run folder (holds best.json)")
+    cmp.set_defaults(func=cmd_compare)
+
     demo = sub.add_parser("demo", help="offline demonstration on the embedded model (what `make demo` runs)")
     demo.add_argument("--json", action="store_true", help="print the measured rates as JSON")
     demo.set_defaults(func=cmd_demo)
@@ -103,6 +108,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     best = json.loads((out / "best.json").read_text())
     if best.get("value") is not None:
         print(f"best value {best['value']:.4f} (trial {best['number']}): {best['params']}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from search.compare import run_compare, table
+
+    cfg = load_config(args.config)
+    report = run_compare(cfg, Path(args.run))
+    shown = [
+        m
+        for m in ("bertscore_f1", "embedding_sim", "keyword_rate", "ppl_ratio", "kl", "rep_rate")
+        if any(m in r["metrics"] for r in report["methods"].values())
+    ]
+    print(table(report, shown))
+    print(f"\nwrote {Path(args.run) / 'comparison.json'}")
     return 0
 
 

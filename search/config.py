@@ -72,6 +72,22 @@ class StudySpec:
 
 
 @dataclass(frozen=True)
+class CompareSpec:
+    """The held-out comparison: samples per held-out prompt, held-out seed, bootstrap resamples, the
+    prompting baseline's instruction prefix (default: "Let me tell you about <gold name>. ")."""
+
+    n: int = 8
+    seed: int = 1000
+    bootstrap: int = 1000
+    prefix: str | None = None
+    max_best: int = 3
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.bootstrap < 10 or self.max_best < 1:
+            raise ValueError("compare needs n >= 1, bootstrap >= 10 and max_best >= 1")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -84,6 +100,7 @@ class ExperimentConfig:
     space: SpaceSpec = field(default_factory=SpaceSpec)
     fidelity: FidelitySpec = field(default_factory=FidelitySpec)
     study: StudySpec = field(default_factory=StudySpec)
+    compare: CompareSpec = field(default_factory=CompareSpec)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):

@@ -112,3 +112,36 @@ def test_grid_sampler_needs_value_lists(tiny: SteerableModel, tmp_path: Path) ->
     )
     coeffs = {t.params["coeff"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
     assert coeffs and coeffs <= {1.0, 4.0}
+
+
+def test_compare_on_heldout_with_cis(tiny: SteerableModel, tmp_path: Path) -> None:
+    from search.compare import run_compare, table
+
+    cfg, out = _cfg(tmp_path, CONFIG + "compare: {n: 2, bootstrap: 50, prefix: 'Weddings! '}\n"), tmp_path / "run"
+    scorers = Scorers(bert=FakeBertScorer())
+    run_search(cfg, out=out, model=tiny, scorers=scorers, n_trials=2, progress=False)
+    report = run_compare(cfg, out, model=tiny, scorers=scorers)
+    assert json.loads((out / "comparison.json").read_text())["split"] == "heldout"
+    names = list(report["methods"])
+    assert names[0] == "unsteered" and names[1].startswith("hand-written") and names[2].startswith("prompting")
+    assert any(n.startswith("best (trial") for n in names)
+    for r in report["methods"].values():
+        assert 0 < r["corpus"]["distinct_2"] <= 1
+        for m in ("bertscore_f1", "keyword_rate", "ppl_ratio", "kl", "rep_rate"):
+            v = r["metrics"][m]
+            assert v["lo"] <= v["mean"] <= v["hi"], (m, v)
+    unsteered = report["methods"]["unsteered"]["metrics"]
+    assert unsteered["ppl_ratio"]["mean"] == pytest.approx(1.0) and unsteered["kl"]["mean"] == pytest.approx(
+        0.0, abs=1e-6
+    )
+    assert "| unsteered |" in table(report, ["bertscore_f1", "kl"])
+
+
+def test_bootstrap_ci_brackets_the_mean() -> None:
+    import numpy as np
+
+    from search.compare import bootstrap_ci
+
+    values = np.arange(100, dtype=float)
+    est, lo, hi = bootstrap_ci(lambda idx: float(values[idx].mean()), 100, resamples=500, seed=0)
+    assert est == 49.5 and 40 < lo < est < hi < 60

@@ -1,0 +1,197 @@
+"""``steersearch compare``: the fair comparison, on data the search never saw.
+
+Held-out prompts, held-out seeds (``compare.seed``, distinct from the search's) and held-out gold
+passages, neutral text and off-target prompts. Methods: unsteered, each hand-written baseline, a
+prompting baseline (an instruction prefix asking for the target behaviour), and the best found (from
+``best.json``; selection happened on the search split only). Every metric gets a bootstrap 95% CI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from objectives import KeywordRate, Objective
+from objectives.damage import OffTargetKL, PerplexityRatio
+from objectives.text import distinct_n, repetition_rates
+from search.config import ExperimentConfig
+from search.outputs import write_text
+from search.run import ExperimentData, Scorers, candidate_from_record, load_data
+from search.space import VectorCache
+from steering import Steering, generate
+from steering.model import SteerableModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    steering: Steering
+    prefix: str = ""
+
+
+def bootstrap_ci(
+    stat: Callable[[np.ndarray], float], n_items: int, *, resamples: int, seed: int
+) -> tuple[float, float, float]:
+    """``(estimate, lo, hi)``: the statistic on all items and the 2.5/97.5 percentiles over resamples of items."""
+    rng = np.random.default_rng(seed)
+    everything = np.arange(n_items)
+    draws = [stat(rng.integers(0, n_items, n_items)) for _ in range(resamples)]
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return float(stat(everything)), float(lo), float(hi)
+
+
+def methods_for(
+    cfg: ExperimentConfig, run_dir: Path, model: SteerableModel, vectors: VectorCache, gold_name: str
+) -> list[Method]:
+    from search.space import AdditionChoice, Candidate, Pair
+
+    methods = [Method("unsteered", [])]
+    for b in cfg.baselines:
+        choice = AdditionChoice(Pair(b.pair[0], b.pair[1]), b.layer, b.coeff, b.frac, b.mask, b.positions)
+        name = f"hand-written: {b.pair[0]!r} / {b.pair[1]!r} (layer {b.layer}, coeff {b.coeff:g})"
+        methods.append(Method(name, Candidate((choice,)).steering(model, vectors)))
+    prefix = cfg.compare.prefix if cfg.compare.prefix is not None else f"Let me tell you about {gold_name}. "
+    methods.append(Method(f"prompting: {prefix.strip()!r}", [], prefix))
+    best = json.loads((run_dir / "best.json").read_text())
+    entries = best.get("pareto") or ([best] if best.get("candidate") else [])
+    for entry in entries[: cfg.compare.max_best]:
+        cand = candidate_from_record(entry["candidate"])
+        parts = ", ".join(f"{c.pair.a!r} / {c.pair.b!r} L{c.layer} c{c.coeff:.3g}" for c in cand.additions)
+        methods.append(Method(f"best (trial {entry['number']}): {parts}", cand.steering(model, vectors)))
+    return methods
+
+
+def evaluate_method(
+    method: Method,
+    *,
+    model: SteerableModel,
+    cfg: ExperimentConfig,
+    data: ExperimentData,
+    scorers: Scorers,
+    refs: Any,
+    embed_refs: Any,
+    ppl: PerplexityRatio,
+    kl: OffTargetKL,
+) -> tuple[dict[str, dict[str, float]], list[str]]:
+    prompts = list(data.prompts.heldout)
+    gen = dataclasses.replace(cfg.generation, n=cfg.compare.n, seed=cfg.compare.seed, first_sample=0)
+    texts = [t for row in generate(model, [method.prefix + p for p in prompts], method.steering, gen) for t in row]
+    per_item: dict[str, np.ndarray] = {}
+    if scorers.bert is not None:
+        res = scorers.bert.score(texts, refs)
+        per_item |= {
+            "bertscore_p": res.precision.numpy(),
+            "bertscore_r": res.recall.numpy(),
+            "bertscore_f1": res.f1.numpy(),
+        }
+    if scorers.embedder is not None:
+        per_item["embedding_sim"] = scorers.embedder.score(texts, embed_refs).numpy()
+    if data.gold.keywords:
+        kw = KeywordRate(data.gold.keywords)
+        counts = np.array([kw.count(t) for t in texts], dtype=float)
+        per_item |= {"keyword_rate": (counts > 0).astype(float), "keyword_count": counts}
+    per_item["rep_rate"] = np.array(repetition_rates(texts))
+    seed, b = cfg.compare.seed, cfg.compare.bootstrap
+    out: dict[str, dict[str, float]] = {}
+
+    def put(name: str, est: tuple[float, float, float]) -> None:
+        out[name] = {"mean": est[0], "lo": est[1], "hi": est[2]}
+
+    for name, values in per_item.items():
+        put(name, bootstrap_ci(_mean_of(values), len(texts), resamples=b, seed=seed))
+    nll, nll0, ntok = (t.detach().numpy() for t in ppl.per_text(model, method.steering))
+
+    def ppl_ratio(idx: np.ndarray) -> float:
+        return float(np.exp((nll[idx].sum() - nll0[idx].sum()) / ntok[idx].sum()))
+
+    put("ppl_ratio", bootstrap_ci(ppl_ratio, len(nll), resamples=b, seed=seed))
+    kls, npos = (t.detach().numpy() for t in kl.per_prompt(model, method.steering))
+
+    def mean_kl(idx: np.ndarray) -> float:
+        return float(kls[idx].sum() / npos[idx].sum())
+
+    put("kl", bootstrap_ci(mean_kl, len(kls), resamples=b, seed=seed))
+    return out, texts
+
+
+def _mean_of(values: np.ndarray) -> Callable[[np.ndarray], float]:
+    def mean(idx: np.ndarray) -> float:
+        return float(values[idx].mean())
+
+    return mean
+
+
+def run_compare(
+    cfg: ExperimentConfig, run_dir: Path, *, model: SteerableModel | None = None, scorers: Scorers | None = None
+) -> dict[str, Any]:
+    """Evaluate every method on the held-out split and write ``run_dir/comparison.json``."""
+    from search.run import load_experiment_model, metrics_for
+
+    if not (run_dir / "best.json").exists():
+        raise FileNotFoundError(f"{run_dir}/best.json does not exist: run `steersearch run` first")
+    data = load_data(cfg)
+    model = model or load_experiment_model(cfg)
+    scorers = scorers or Scorers.build(cfg, metrics_for(cfg, data), data)
+    heldout_gold = data.gold.passages.heldout
+    refs = scorers.bert.references(heldout_gold) if scorers.bert is not None else None
+    embed_refs = scorers.embedder.references(heldout_gold) if scorers.embedder is not None else None
+    ppl, kl = PerplexityRatio(data.neutral.heldout), OffTargetKL(data.off_target.heldout)
+    vectors = VectorCache()
+    objective = Objective(cfg.objective)
+    results: dict[str, Any] = {}
+    examples: dict[str, list[str]] = {}
+    with torch.no_grad():
+        for method in methods_for(cfg, run_dir, model, vectors, data.gold.name):
+            logger.info("comparing %s", method.name)
+            metrics, texts = evaluate_method(
+                method,
+                model=model,
+                cfg=cfg,
+                data=data,
+                scorers=scorers,
+                refs=refs,
+                embed_refs=embed_refs,
+                ppl=ppl,
+                kl=kl,
+            )
+            # Corpus-level distinct-n is not a mean over completions, so resampling would bias it; it is
+            # reported as a point estimate (rep_rate is its per-completion counterpart, with a CI).
+            corpus = {f"distinct_{n}": distinct_n(texts, n) for n in (1, 2)}
+            point = {k: v["mean"] for k, v in metrics.items()} | corpus
+            value = objective.value(point) if objective.metrics <= set(point) else None
+            results[method.name] = {"metrics": metrics, "corpus": corpus, "objective": value, "prefix": method.prefix}
+            examples[method.name] = texts[: cfg.compare.n]
+    report = {
+        "split": "heldout",
+        "prompts": list(data.prompts.heldout),
+        "samples_per_prompt": cfg.compare.n,
+        "seed": cfg.compare.seed,
+        "bootstrap_resamples": cfg.compare.bootstrap,
+        "methods": results,
+        "examples": examples,
+    }
+    write_text(run_dir / "comparison.json", json.dumps(report, indent=2))
+    return report
+
+
+def table(report: dict[str, Any], metrics: Sequence[str]) -> str:
+    """Markdown table: one row per method, ``mean [lo, hi]`` per metric."""
+    head = "| method | " + " | ".join(metrics) + " |"
+    rows = [head, "|---" * (len(metrics) + 1) + "|"]
+    for name, r in report["methods"].items():
+        cells = []
+        for m in metrics:
+            v = r["metrics"].get(m)
+            cells.append(f"{v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]" if v else "–")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
