@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--run", required=True, help="run folder (holds best.json)")
     cmp.set_defaults(func=cmd_compare)
 
+    rep = sub.add_parser("report", help="rebuild report.md and report.html of a run from storage and files")
+    rep.add_argument("run", help="run folder (holds config.yaml)")
+    rep.add_argument("--storage", help="Optuna storage URL, if the run did not use the default")
+    rep.set_defaults(func=cmd_report)
+
     demo = sub.add_parser("demo", help="offline demonstration on the embedded model (what `make demo` runs)")
     demo.add_argument("--json", action="store_true", help="print the measured rates as JSON")
     demo.set_defaults(func=cmd_demo)
@@ -104,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = run_search(cfg, out=out, n_trials=args.n_trials, timeout=args.timeout, storage=args.storage)
     states = [t.state.name for t in study.trials]
     summary = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
-    print(f"study {cfg.name}: {len(states)} trials ({summary}); results in {out}/")
+    print(f"study {cfg.name}: {len(states)} trials ({summary}); report: {out / 'report.html'}")
     best = json.loads((out / "best.json").read_text())
     if best.get("value") is not None:
         print(f"best value {best['value']:.4f} (trial {best['number']}): {best['params']}")
@@ -123,6 +128,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     ]
     print(table(report, shown))
     print(f"\nwrote {Path(args.run) / 'comparison.json'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from search.report import write_report
+    from search.run import load_run_study
+
+    run_dir = Path(args.run)
+    cfg = load_config(run_dir / "config.yaml")
+    path = write_report(run_dir, load_run_study(cfg, run_dir, args.storage), [t.metric for t in cfg.objective.terms])
+    print(f"wrote {path} and {run_dir / 'report.md'}")
     return 0
 
 

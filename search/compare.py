@@ -181,6 +181,11 @@ def run_compare(
         "examples": examples,
     }
     write_text(run_dir / "comparison.json", json.dumps(report, indent=2))
+    if (run_dir / "study.db").exists() or cfg.study.storage:
+        from search.report import write_report
+        from search.run import load_run_study
+
+        write_report(run_dir, load_run_study(cfg, run_dir), [t.metric for t in cfg.objective.terms])
     return report
 
 

@@ -15,6 +15,7 @@ from objectives.gold import GoldSet, Split
 from search.config import ConfigError, ExperimentConfig
 from search.objective import CompletionSink, SteeringObjective
 from search.outputs import write_run_files
+from search.report import write_report
 from search.space import AdditionChoice, Candidate, Pair, VectorCache, pair_pool
 from search.study import Progress, enqueue_baselines, make_pruner, make_sampler, n_finished, open_study, storage_for
 from steering import load_model
@@ -161,7 +162,16 @@ def run_search(
             bar.close()
         best = write_run_files(study, cfg, out)
         save_best_vectors(best, model, vectors, out / "vectors")
+        write_report(out, study, [t.metric for t in cfg.objective.terms])
     return study
+
+
+def load_run_study(cfg: ExperimentConfig, run_dir: Path, storage: str | None = None) -> optuna.Study:
+    """The study of an existing run (its storage as configured, or ``run_dir/study.db``)."""
+    url = storage or cfg.study.storage
+    if url is None and not (run_dir / "study.db").exists():
+        raise FileNotFoundError(f"{run_dir}/study.db does not exist: is {str(run_dir)!r} a run folder?")
+    return optuna.load_study(study_name=cfg.name, storage=storage_for(url, run_dir))
 
 
 def candidate_from_record(record: list[dict[str, Any]]) -> Candidate:

@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 from objectives.testing import FakeBertScorer
+from search.cli import main
 from search.config import ConfigError, load_config
 from search.run import Scorers, run_search
 from steering import SteeringVector
@@ -67,6 +68,13 @@ def test_run_writes_the_contract_and_resumes(tiny: SteerableModel, tmp_path: Pat
     assert len(rows) == 5 and {"metric_bertscore_f1", "metric_ppl_ratio", "param_coeff", "value"} <= set(rows[0])
     # The config as run round-trips through the loader.
     assert load_config(out / "config.yaml") == cfg
+    md = (out / "report.md").read_text()
+    assert "## Optimisation history" in md and "## Best vs hand-written" in md and "hand-written" in md
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "data:image/png;base64," in page and "<table>" in page
+    # `steersearch report DIR` rebuilds both from storage and files.
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.md").read_text() == md
 
 
 def test_journal_storage(tiny: SteerableModel, tmp_path: Path) -> None:
@@ -112,6 +120,26 @@ def test_grid_sampler_needs_value_lists(tiny: SteerableModel, tmp_path: Path) ->
     )
     coeffs = {t.params["coeff"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
     assert coeffs and coeffs <= {1.0, 4.0}
+
+
+def test_frac_coeff_heatmap(tiny: SteerableModel, tmp_path: Path) -> None:
+    sweep = (
+        CONFIG.replace("seed: 0}", "seed: 0, sampler: grid, pruner: none}")
+        .replace("coeff: {low: 0.5, high: 8, log: true}", "coeff: {values: [1, 4]}\n  frac: {values: [0.5, 1.0]}")
+        .replace(
+            'hand_written: [["The bride and the groom", ""]]',
+            'hand_written: [["I talk about weddings constantly", "I do not talk about weddings constantly"]]',
+        )
+        .replace("layer: {low: 0, high: 1}", "layer: {low: 1, high: 1}")
+        .replace('  templates: [["{x}", ""]]\n  words: [wedding, calm]\n', "")
+    )
+    cfg = _cfg(tmp_path, sweep)
+    study = run_search(
+        cfg, out=tmp_path / "s", model=tiny, scorers=Scorers(bert=FakeBertScorer()), n_trials=5, progress=False
+    )
+    assert {(t.params["frac"], t.params["coeff"]) for t in study.trials[1:]} == {(0.5, 1), (0.5, 4), (1.0, 1), (1.0, 4)}
+    assert (tmp_path / "s" / "figures" / "frac_coeff.png").exists()
+    assert "## frac × coeff" in (tmp_path / "s" / "report.md").read_text()
 
 
 def test_compare_on_heldout_with_cis(tiny: SteerableModel, tmp_path: Path) -> None:
