@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import subprocess
 import sys
 import typing
 from collections.abc import Sequence
@@ -81,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     run.add_argument("--storage", help="Optuna storage URL, or journal:PATH (default: sqlite in the run folder)")
     run.add_argument("--out", help="run folder (default: runs/<name>)")
+    run.add_argument("--workers", type=int, default=1, help="worker processes on the same storage (default 1)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (used by extra workers)")
     run.set_defaults(func=cmd_run)
 
     cmp = sub.add_parser("compare", help="held-out comparison of the best found with baselines (CIs)")
@@ -105,8 +108,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.n_trials is not None and args.n_trials < 1:
         raise UserError(f"--n-trials must be >= 1, got {args.n_trials}")
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
     out = Path(args.out) if args.out else Path("runs") / cfg.name
-    study = run_search(cfg, out=out, n_trials=args.n_trials, timeout=args.timeout, storage=args.storage)
+    extra = []
+    if args.workers > 1:
+        argv = [sys.executable, "-m", "search.cli", "run", args.config, "--out", str(out), "--no-progress"]
+        for flag, value in (("--n-trials", args.n_trials), ("--timeout", args.timeout), ("--storage", args.storage)):
+            if value is not None:
+                argv += [flag, str(value)]
+        extra = [subprocess.Popen(argv) for _ in range(args.workers - 1)]
+    try:
+        study = run_search(
+            cfg,
+            out=out,
+            n_trials=args.n_trials,
+            timeout=args.timeout,
+            storage=args.storage,
+            progress=not args.no_progress,
+        )
+    finally:
+        failed = [p.args for p in extra if p.wait() != 0]
+    if failed:
+        raise UserError(f"{len(failed)} of {args.workers - 1} extra workers exited with an error")
     states = [t.state.name for t in study.trials]
     summary = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
     print(f"study {cfg.name}: {len(states)} trials ({summary}); report: {out / 'report.html'}")

@@ -17,7 +17,16 @@ from search.objective import CompletionSink, SteeringObjective
 from search.outputs import write_run_files
 from search.report import write_report
 from search.space import AdditionChoice, Candidate, Pair, VectorCache, pair_pool
-from search.study import Progress, enqueue_baselines, make_pruner, make_sampler, n_finished, open_study, storage_for
+from search.study import (
+    FINISHED,
+    Progress,
+    enqueue_baselines,
+    make_pruner,
+    make_sampler,
+    n_finished,
+    open_study,
+    storage_for,
+)
 from steering import load_model
 from steering.model import SteerableModel
 
@@ -148,6 +157,8 @@ def run_search(
         sink=CompletionSink(out / "completions"),
     )
     bar = Progress(target, n_finished(study)) if progress and remaining else None
+    # Several workers share the storage: each stops once the study as a whole has `target` finished trials.
+    stop = optuna.study.MaxTrialsCallback(target, states=FINISHED)
     try:
         if remaining:
             study.optimize(
@@ -155,7 +166,7 @@ def run_search(
                 n_trials=remaining,
                 timeout=timeout if timeout is not None else cfg.study.timeout,
                 catch=(Exception,),
-                callbacks=[bar] if bar else None,
+                callbacks=[stop, bar] if bar else [stop],
             )
     finally:
         if bar:

@@ -31,7 +31,10 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 def storage_for(url: str | None, out_dir: Path) -> str | optuna.storages.BaseStorage:
     if url is None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{(out_dir / 'study.db').resolve()}"
+        # Several worker processes may share the file: wait for SQLite's lock instead of failing.
+        return optuna.storages.RDBStorage(
+            f"sqlite:///{(out_dir / 'study.db').resolve()}", engine_kwargs={"connect_args": {"timeout": 120}}
+        )
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:"))
         path.parent.mkdir(parents=True, exist_ok=True)

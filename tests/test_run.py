@@ -13,6 +13,7 @@ from search.config import ConfigError, load_config
 from search.run import Scorers, run_search
 from steering import SteeringVector
 from steering.model import SteerableModel
+from steering.testing import tiny_model
 
 ROOT = Path(__file__).parents[1]
 
@@ -173,3 +174,28 @@ def test_bootstrap_ci_brackets_the_mean() -> None:
     values = np.arange(100, dtype=float)
     est, lo, hi = bootstrap_ci(lambda idx: float(values[idx].mean()), 100, resamples=500, seed=0)
     assert est == 49.5 and 40 < lo < est < hi < 60
+
+
+def test_two_workers_share_the_study_and_stop_at_the_target(tiny: SteerableModel, tmp_path: Path) -> None:
+    import threading
+
+    cfg, out = _cfg(tmp_path), tmp_path / "w"
+    scorers = Scorers(bert=FakeBertScorer())
+    run_search(cfg, out=out, model=tiny, scorers=scorers, n_trials=1, progress=False)  # creates the study
+    errors = []
+
+    def worker() -> None:
+        try:  # each worker its own model, as each `--workers` process has (hooks are per model)
+            run_search(cfg, out=out, model=tiny_model(), scorers=scorers, n_trials=6, progress=False)
+        except Exception as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{out / 'study.db'}")
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert 6 <= len(finished) <= 7  # a worker may finish the trial it had started when the target was hit
