@@ -1,0 +1,125 @@
+"""Trials per hour: the quickstart trial definition, steersearch vs a naive loop, same model and candidate.
+
+- steersearch: ``SteeringObjective`` on a ``FixedTrial`` (batched generation of 8 prompts x 8 samples,
+  cached-reference BERTScore, perplexity ratio), at the full sample budget (no pruning), scorer built once.
+- naive: one HF ``generate`` per sample with a ``forward_pre_hook`` doing the ActAdd addition, then
+  ``bert_score.score()`` per trial (which loads its encoder on every call), and the same perplexity ratio.
+
+    python -m bench.bench_trials [--trials 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from bert_score import score as bert_score_fn
+
+from objectives import Objective
+from objectives.bertscore import DEFAULT_NUM_LAYERS, default_model_path
+from objectives.damage import PerplexityRatio
+from objectives.evaluate import Evaluator
+from objectives.text import repetition_rate
+from search.config import load_config
+from search.objective import FidelitySpec, SteeringObjective
+from search.run import Scorers, full_pool, load_data, metrics_for
+from steering import SteeringVector, load_model
+
+ROOT = Path(__file__).parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    data = load_data(cfg)
+    model = load_model(cfg.model.source)
+    b = cfg.baselines[0]
+    params = {"pair": f"{b.pair[0]} || {b.pair[1]}", "layer": b.layer, "coeff": b.coeff, "frac": 1.0}
+    full = FidelitySpec((cfg.fidelity.rungs[-1],))
+    prompts, gold = list(data.prompts.search), list(data.gold.passages.search)
+    n = full.rungs[0]
+
+    t0 = time.perf_counter()
+    metrics = metrics_for(cfg, data)
+    scorers = Scorers.build(cfg, metrics, data)
+    evaluator = Evaluator(metrics, data.eval_data("search"), bertscorer=scorers.bert)
+    objective = SteeringObjective(
+        model=model,
+        evaluator=evaluator,
+        objective=Objective(cfg.objective),
+        space=cfg.space,
+        pool=full_pool(cfg),
+        prompts=prompts,
+        generation=cfg.generation,
+        fidelity=full,
+    )
+    setup = time.perf_counter() - t0
+    ours = []
+    for i in range(args.trials):
+        t0 = time.perf_counter()
+        objective(optuna.trial.FixedTrial(params, number=i))
+        ours.append(time.perf_counter() - t0)
+
+    vec = SteeringVector.from_pair(model, b.pair[0], b.pair[1], b.layer)
+    delta = b.coeff * vec.activations
+    ppl = PerplexityRatio(data.neutral.search)
+
+    def pre_hook(_m: torch.nn.Module, a: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        h = a[0] if a else kw["hidden_states"]
+        if h.shape[1] > 1:
+            h = h.clone()
+            h[:, : delta.shape[0]] += delta
+        return ((h, *a[1:]), kw) if a else (a, {**kw, "hidden_states": h})
+
+    naive = []
+    for _ in range(args.trials):
+        t0 = time.perf_counter()
+        texts = []
+        handle = model.blocks[b.layer].register_forward_pre_hook(pre_hook, with_kwargs=True)
+        try:
+            for p in prompts:
+                ids = torch.tensor([model.encode(p)])
+                for _s in range(n):
+                    out = model.hf.generate(
+                        ids,
+                        attention_mask=torch.ones_like(ids),
+                        do_sample=True,
+                        top_p=0.3,
+                        max_new_tokens=cfg.generation.max_new_tokens,
+                        pad_token_id=model.bos_token_id,
+                    )
+                    texts.append(model.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+        finally:
+            handle.remove()
+        bert_score_fn(
+            [t if t.strip() else "." for t in texts],
+            [gold] * len(texts),
+            model_type=default_model_path(),
+            num_layers=DEFAULT_NUM_LAYERS,
+        )
+        repetition_rate(texts)
+        ppl.score(model, [])  # same damage metric as ours (unsteered reference only; cheaper than ours)
+        naive.append(time.perf_counter() - t0)
+
+    o, v = sum(ours) / len(ours), sum(naive) / len(naive)
+    print(
+        f"model {model.name}, {len(prompts)} prompts x {n} samples x {cfg.generation.max_new_tokens} tokens, "
+        f"threads {args.threads}, mean of {args.trials} trials (steersearch setup once: {setup:.1f} s)\n"
+    )
+    print("| trial loop | seconds per trial | trials per hour | ratio |")
+    print("|---|---|---|---|")
+    print(f"| naive (generate per sample, bert_score.score per trial) | {v:.2f} | {3600 / v:.0f} | 1.00× |")
+    print(f"| steersearch SteeringObjective | {o:.2f} | {3600 / o:.0f} | {v / o:.1f}× |")
+
+
+if __name__ == "__main__":
+    main()
