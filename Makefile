@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The demonstration (steered vs unsteered), then the quickstart search and its held-out comparison.
+# Rerunning resumes the study in runs/quickstart (no new trials once it has its 24).
 demo: $(STAMP)
 	$(BIN)/steersearch demo
+	$(BIN)/steersearch run configs/quickstart.yaml
+	$(BIN)/steersearch compare configs/quickstart.yaml --run runs/quickstart
+	@echo "report: runs/quickstart/report.html (and report.md)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -30,6 +35,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_generate
+	$(BIN)/python -m bench.bench_bertscore
+	$(BIN)/python -m bench.bench_trials
+	$(BIN)/python -m bench.bench_search
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
