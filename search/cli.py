@@ -49,6 +49,9 @@ def _quiet_third_party(*, verbose: bool) -> None:
     hf_logging.disable_progress_bar()
     if not verbose:
         hf_logging.set_verbosity_error()
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar reports trials
 
 
 class _Parser(argparse.ArgumentParser):

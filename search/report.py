@@ -161,6 +161,30 @@ def _completions(run_dir: Path, number: int, limit: int) -> list[str]:
     return [r["text"] for r in rows if r["prompt_index"] == 0][:limit]
 
 
+def _example_columns(
+    run_dir: Path, study: optuna.Study, best: dict[str, Any], comparison: dict[str, Any] | None, limit: int = 4
+) -> list[tuple[str, list[str]]]:
+    """Unsteered, the first hand-written baseline and the best found, side by side (first prompt's samples).
+
+    From the held-out comparison when it exists, else from the search trials' completions."""
+    if comparison:
+        ex = comparison["examples"]
+        picks = [("unsteered", "unsteered"), ("hand-written", "hand-written"), ("best", "best found")]
+        cols = []
+        for prefix, title in picks:
+            name = next((k for k in ex if k.startswith(prefix)), None)
+            if name is not None:
+                cols.append((f"{title} (held-out)", ex[name][:limit]))
+        return cols
+    cols = []
+    baselines = [t for t in _complete(study) if t.user_attrs.get("baseline")]
+    if baselines:
+        cols.append(("hand-written (search)", _completions(run_dir, baselines[0].number, limit)))
+    if best.get("number") is not None:
+        cols.append(("best found (search)", _completions(run_dir, best["number"], limit)))
+    return [c for c in cols if c[1]]
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return "–" if math.isnan(v) else f"{v:.3f}"
@@ -221,19 +245,12 @@ def build_report(run_dir: Path, study: optuna.Study, term_names: list[str]) -> t
             vals = [_fmt(t.user_attrs.get("metrics", {}).get(m)) for m in metrics]
             md.append(f"| {t.number} | {kind} | {_fmt(t.values[0])} | " + " | ".join(vals) + " |")
 
-    md += ["", "## Example completions (first search prompt)", ""]
-    baselines = [t for t in _complete(study) if t.user_attrs.get("baseline")]
-    left = _completions(run_dir, baselines[0].number, 4) if baselines else []
-    right = _completions(run_dir, best["number"], 4) if best.get("number") is not None else []
-    if comparison:
-        ex = comparison["examples"]
-        left = ex.get("unsteered", left)[:4]
-        right = next((v for k, v in ex.items() if k.startswith("best")), right)[:4]
-    left_name = "unsteered (held-out)" if comparison else "hand-written (search)"
-    md.append(f"| {left_name} | best found |")
-    md.append("|---|---|")
-    for a, b in zip(left, right, strict=False):
-        md.append(f"| {a.replace('|', '/')} | {b.replace('|', '/')} |")
+    md += ["", "## Example completions", ""]
+    columns = _example_columns(run_dir, study, best, comparison)
+    md.append("| " + " | ".join(name for name, _ in columns) + " |")
+    md.append("|---" * len(columns) + "|")
+    for i in range(min((len(texts) for _, texts in columns), default=0)):
+        md.append("| " + " | ".join(texts[i].replace("|", "/").replace("\n", " ") for _, texts in columns) + " |")
     markdown = "\n".join(md) + "\n"
     return markdown, _html(markdown, figs_dir)
 
