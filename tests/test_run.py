@@ -199,3 +199,20 @@ def test_two_workers_share_the_study_and_stop_at_the_target(tiny: SteerableModel
     study = optuna.load_study(study_name="t", storage=f"sqlite:///{out / 'study.db'}")
     finished = [t for t in study.trials if t.state.is_finished()]
     assert 6 <= len(finished) <= 7  # a worker may finish the trial it had started when the target was hit
+
+
+def test_optuna_dashboard_opens_the_run_storage(tiny: SteerableModel, tmp_path: Path) -> None:
+    from wsgiref.util import setup_testing_defaults
+
+    import optuna_dashboard
+
+    out = tmp_path / "d"
+    run_search(_cfg(tmp_path), out=out, model=tiny, scorers=Scorers(bert=FakeBertScorer()), n_trials=1, progress=False)
+    app = optuna_dashboard.wsgi(f"sqlite:///{out / 'study.db'}")
+    env: dict = {}
+    setup_testing_defaults(env)
+    env["PATH_INFO"] = "/api/studies"
+    status: list[str] = []
+    body = b"".join(app(env, lambda s, headers, exc_info=None: status.append(s)))
+    assert status == ["200 OK"]
+    assert [s["study_name"] for s in json.loads(body)["study_summaries"]] == ["t"]
