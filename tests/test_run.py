@@ -216,3 +216,25 @@ def test_optuna_dashboard_opens_the_run_storage(tiny: SteerableModel, tmp_path: 
     body = b"".join(app(env, lambda s, headers, exc_info=None: status.append(s)))
     assert status == ["200 OK"]
     assert [s["study_name"] for s in json.loads(body)["study_summaries"]] == ["t"]
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "cmaes", "gp", "random", "nsga2"])
+def test_every_sampler_runs(tiny: SteerableModel, tmp_path: Path, sampler: str) -> None:
+    text = CONFIG.replace("seed: 0}", f"seed: 0, sampler: {sampler}}}")
+    if sampler == "nsga2":
+        text = text.replace(
+            "terms: [{metric: bertscore_f1}]", "kind: multi\n  terms: [{metric: bertscore_f1}, {metric: kl}]"
+        )
+    study = run_search(
+        _cfg(tmp_path, text),
+        out=tmp_path / sampler,
+        model=tiny,
+        scorers=Scorers(bert=FakeBertScorer()),
+        n_trials=4,
+        progress=False,
+    )
+    states = [t.state for t in study.trials]
+    assert len(states) == 4 and optuna.trial.TrialState.COMPLETE in states
+    assert all("fail_reason" not in t.user_attrs for t in study.trials)
+    if sampler == "nsga2":
+        assert "pareto" in json.loads((tmp_path / sampler / "best.json").read_text())
