@@ -22,9 +22,11 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 @dataclass(frozen=True)
 class DemoSettings:
-    pair: tuple[str, str] = ("I talk about weddings constantly", "I do not talk about weddings constantly")
+    # ActAdd's single-word pair at a middle layer (the embedded model's tokenizer has " weddings" as one
+    # token; see its model card for the layer x coefficient table).
+    pair: tuple[str, str] = (" weddings", "")
     layer: int = 1
-    coeff: float = 4.0
+    coeff: float = 16.0
     generation: GenerationConfig = GenerationConfig(
         max_new_tokens=40, n=8, temperature=1.0, top_p=0.3, freq_penalty=1.0, seed=0
     )
