@@ -25,9 +25,10 @@ import optuna
 import torch
 
 from objectives import Evaluator, Objective
-from search.config import load_config
+from search.config import StudySpec, load_config
 from search.run import Scorers, load_data, metrics_for
 from search.space import Pair
+from search.study import make_pruner
 from steering import Addition, SteeringVector, generate_candidates, load_model
 
 ROOT = Path(__file__).parents[1]
@@ -64,11 +65,13 @@ def evaluate_grid(cfg_path: str) -> dict[tuple[str, int, float], tuple[float, fl
     return table
 
 
-def tpe_study(table, seed: int, n_trials: int, pruned: bool, rungs: tuple[int, int]) -> tuple[list[float], int]:
+def tpe_study(
+    table, seed: int, n_trials: int, pruned: bool, rungs: tuple[int, int], study_spec: StudySpec | None = None
+) -> tuple[list[float], int]:
     labels = sorted({k[0] for k in table})
     layers = sorted({k[1] for k in table})
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3) if pruned else optuna.pruners.NopPruner()
+    pruner = make_pruner(study_spec or StudySpec(), 1) if pruned else optuna.pruners.NopPruner()  # the study's own
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     cost = 0
 
@@ -126,7 +129,7 @@ def main() -> None:
     print(f"| ÷ grid size | {statistics.mean(need) / len(table):.1%} |\n")
 
     plain = [tpe_study(table, s, args.trials, False, rungs) for s in range(args.seeds)]
-    pruned = [tpe_study(table, s, args.trials, True, rungs) for s in range(args.seeds)]
+    pruned = [tpe_study(table, s, args.trials, True, rungs, cfg.study) for s in range(args.seeds)]
     cost_plain = statistics.mean(c for _, c in plain)
     cost_pruned = statistics.mean(c for _, c in pruned)
     best_plain = statistics.mean(curve[-1] for curve, _ in plain)
@@ -134,7 +137,7 @@ def main() -> None:
     print(f"| {args.trials} TPE trials, mean over {args.seeds} seeds | samples per prompt generated | best value |")
     print("|---|---|---|")
     print(f"| full budget ({rungs[1]} samples) every trial | {cost_plain:.0f} | {best_plain:.4f} |")
-    print(f"| median pruner, rungs {rungs[0]} -> {rungs[1]} | {cost_pruned:.0f} | {best_pruned:.4f} |")
+    print(f"| {cfg.study.pruner} pruner, rungs {rungs[0]} -> {rungs[1]} | {cost_pruned:.0f} | {best_pruned:.4f} |")
     print(f"| compute saved | {1 - cost_pruned / cost_plain:.0%} | {best_pruned - best_plain:+.4f} |")
 
 
