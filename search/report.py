@@ -35,6 +35,13 @@ def _complete(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None]
 
 
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def fig_history(study: optuna.Study, path: Path) -> Path | None:
     trials = _complete(study)
     if not trials or len(study.directions) > 1:
@@ -61,10 +68,7 @@ def fig_history(study: optuna.Study, path: Path) -> Path | None:
     ax.set_ylabel("objective")
     ax.legend(fontsize=8)
     ax.set_title("Optimisation history")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def fig_importances(study: optuna.Study, path: Path) -> Path | None:
@@ -84,10 +88,7 @@ def fig_importances(study: optuna.Study, path: Path) -> Path | None:
     ax.barh(names, vals, color="#4477aa")
     ax.set_xlabel("importance (PED-ANOVA)")
     ax.set_title("Parameter importances")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _bins(values: list[float], max_bins: int = 8) -> tuple[list[float], np.ndarray]:
@@ -125,10 +126,7 @@ def fig_frac_coeff(study: optuna.Study, path: Path) -> Path | None:
                 ax.text(b, a, f"{grid[a, b]:.3f}", ha="center", va="center", fontsize=7, color="white")
     fig.colorbar(im, ax=ax, label="mean objective")
     ax.set_title("frac × coeff")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def fig_pareto(study: optuna.Study, path: Path, names: list[str]) -> Path | None:
@@ -147,10 +145,7 @@ def fig_pareto(study: optuna.Study, path: Path, names: list[str]) -> Path | None
     ax.set_ylabel(names[1])
     ax.legend(fontsize=8)
     ax.set_title("Pareto front")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _completions(run_dir: Path, number: int, limit: int) -> list[str]:
