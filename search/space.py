@@ -52,6 +52,11 @@ class FloatRange:
         if self.log and self.low <= 0:
             raise ValueError("a log range needs low > 0")
 
+    @property
+    def varies(self) -> bool:
+        """Whether this dimension is a trial parameter (more than one possible value)."""
+        return len(self.values) > 1 if self.values else self.low != self.high
+
 
 @dataclass(frozen=True)
 class IntRange:
@@ -61,6 +66,10 @@ class IntRange:
     def __post_init__(self) -> None:
         if self.low > self.high:
             raise ValueError(f"low {self.low} is above high {self.high}")
+
+    @property
+    def varies(self) -> bool:
+        return self.high > self.low
 
 
 @dataclass(frozen=True)
@@ -162,13 +171,11 @@ class TrialLike(Protocol):
 
 
 def _float(trial: TrialLike, name: str, r: FloatRange) -> float:
+    if not r.varies:
+        return r.values[0] if r.values else float(r.low)  # type: ignore[arg-type]
     if r.values:
-        if len(r.values) == 1:
-            return r.values[0]
         return float(trial.suggest_categorical(name, r.values))  # type: ignore[arg-type]
     assert r.low is not None and r.high is not None
-    if r.low == r.high:
-        return r.low
     return trial.suggest_float(name, r.low, r.high, log=r.log)
 
 
@@ -189,7 +196,7 @@ def suggest(trial: TrialLike, space: SpaceSpec, pool: Sequence[Pair]) -> Candida
         sfx = "" if i == 0 else f"_{i + 1}"
         label = _choice(trial, "pair" + sfx, list(by_label))
         layer = space.layer.low
-        if space.layer.high > space.layer.low:
+        if space.layer.varies:
             layer = trial.suggest_int("layer" + sfx, space.layer.low, space.layer.high)
         choices.append(
             AdditionChoice(

@@ -49,15 +49,14 @@ def grid_space(space: SpaceSpec, pool: Sequence[Pair]) -> dict[str, list[Any]]:
     grid: dict[str, list[Any]] = {}
     if len(pool) > 1:
         grid["pair"] = [p.label for p in pool]
-    if space.layer.high > space.layer.low:
+    if space.layer.varies:
         grid["layer"] = list(range(space.layer.low, space.layer.high + 1))
     for name, r in (("coeff", space.coeff), ("frac", space.frac)):
+        if not r.varies:
+            continue
         if not r.values:
-            if r.low == r.high:
-                continue
             raise ValueError(f"sampler 'grid' needs space.{name}.values (a list), not a range")
-        if len(r.values) > 1:
-            grid[name] = list(r.values)
+        grid[name] = list(r.values)
     for name, options in (("mask", space.masks), ("positions", space.positions)):
         if len(options) > 1:
             grid[name] = list(options)
@@ -105,10 +104,10 @@ def make_pruner(spec: StudySpec, n_objectives: int) -> optuna.pruners.BasePruner
 def baseline_params(b: BaselineSpec, space: SpaceSpec) -> dict[str, Any]:
     """The parameters that enqueue a hand-written intervention (only those the space varies)."""
     params: dict[str, Any] = {"pair": Pair(*b.pair).label}
-    if space.layer.high > space.layer.low:
+    if space.layer.varies:
         params["layer"] = b.layer
     for name, r, v in (("coeff", space.coeff, b.coeff), ("frac", space.frac, b.frac)):
-        if (r.values and len(r.values) > 1) or (not r.values and r.low != r.high):
+        if r.varies:
             params[name] = v
     if len(space.masks) > 1:
         params["mask"] = b.mask
