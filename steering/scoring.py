@@ -35,21 +35,13 @@ def forward_logits(
     return logits, mask
 
 
-def continuation_logprobs(
-    model: SteerableModel,
-    prefixes: Sequence[str],
-    continuations: Sequence[str],
-    steering_rows: Sequence[Steering],
-    *,
-    grad: bool = False,
-) -> tuple[Tensor, Tensor]:
-    """Summed log-probability of each continuation's tokens given its prefix (BOS + prefix), and its length.
+def tokenize_continuations(
+    model: SteerableModel, prefixes: Sequence[str], continuations: Sequence[str]
+) -> tuple[list[list[int]], list[int]]:
+    """Token ids of BOS + prefix + continuation per row, and each continuation's token count.
 
     ``prefixes[i]`` may be empty (then the whole text after BOS is scored). Continuations are tokenised on
-    their own, so start them with a space where a word boundary is meant.
-
-    Returns:
-        ``(sum_logprob [B], n_tokens [B])``.
+    their own, so start them with a space where a word boundary is meant. Tokenise once, outside hot loops.
     """
     if len(prefixes) != len(continuations):
         raise ValueError(f"{len(prefixes)} prefixes but {len(continuations)} continuations")
@@ -59,16 +51,50 @@ def continuation_logprobs(
     tails = [model.tokenizer.encode(c, add_special_tokens=False) for c in continuations]
     if any(not t for t in tails):
         raise ValueError("a continuation is empty")
-    seqs = [h + t for h, t in zip(heads, tails, strict=True)]
-    logits, mask = forward_logits(model, seqs, steering_rows, grad=grad)
+    return [h + t for h, t in zip(heads, tails, strict=True)], [len(t) for t in tails]
+
+
+def tail_logprobs(
+    model: SteerableModel,
+    seqs: Sequence[list[int]],
+    n_tail: Sequence[int],
+    steering_rows: Sequence[Steering],
+    *,
+    grad: bool = False,
+) -> Tensor:
+    """Summed log-probability of the last ``n_tail[i]`` tokens of each sequence, under per-row steering.
+
+    Returns:
+        ``sum_logprob [B]``.
+    """
+    logits, _ = forward_logits(model, seqs, steering_rows, grad=grad)
+    ids, _ = model.pad_left(list(seqs))
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # predicts tokens 1..T-1
-    ids, _ = model.pad_left(seqs)
     token_logp = logp.gather(-1, ids[:, 1:, None])[..., 0]  # [B, T-1]
     width = ids.shape[1]
-    n_tail = torch.tensor([len(t) for t in tails], device=ids.device)
+    tails = torch.tensor(list(n_tail), device=ids.device)
     target_pos = torch.arange(1, width, device=ids.device)[None, :]  # position of each predicted token
-    scored = target_pos >= (width - n_tail)[:, None]
-    return (token_logp * scored).sum(dim=1), n_tail
+    scored = target_pos >= (width - tails)[:, None]
+    return (token_logp * scored).sum(dim=1)
+
+
+def continuation_logprobs(
+    model: SteerableModel,
+    prefixes: Sequence[str],
+    continuations: Sequence[str],
+    steering_rows: Sequence[Steering],
+    *,
+    grad: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Summed log-probability of each continuation's tokens given its prefix (BOS + prefix), and its length
+    (see ``tokenize_continuations``).
+
+    Returns:
+        ``(sum_logprob [B], n_tokens [B])``.
+    """
+    seqs, n_tail = tokenize_continuations(model, prefixes, continuations)
+    logp = tail_logprobs(model, seqs, n_tail, steering_rows, grad=grad)
+    return logp, torch.tensor(n_tail, device=logp.device)
 
 
 def position_logprobs(
