@@ -74,13 +74,8 @@ class SteeringVector:
             >>> v = SteeringVector.from_pair(model, "Love", "Hate", layer=2)
         """
         model.check_layer(layer)
-        if not prompt_a and not prompt_b:
-            raise ValueError("a steering pair needs at least one non-empty prompt")
-        a, b = model.encode(prompt_a), model.encode(prompt_b)
-        pad = model.single_token_id(filler)
-        width = max(len(a), len(b))
-        tokens = torch.tensor([a + [pad] * (width - len(a)), b + [pad] * (width - len(b))], device=model.device)
-        acts = resid_pre(model, tokens, layer)  # [2, width, d_model]
+        toks = PairTokens.encode(model, prompt_a, prompt_b, filler=filler)
+        acts = resid_pre(model, toks.padded(model.bos_token_id), layer)  # [2, width, d_model]
         meta = {
             "kind": "pair",
             "prompt_a": prompt_a,
@@ -110,6 +105,43 @@ class SteeringVector:
         return cls(load_file(str(tensors_file))["activations"], int(meta["layer"]), dict(meta["metadata"]))
 
 
+@dataclass(frozen=True)
+class PairTokens:
+    """A prompt pair as token ids (no BOS): what ActAdd feeds the model, and what token search mutates.
+
+    ``padded`` gives both rows as BOS + tokens, the shorter right-padded with the ``filler`` token.
+    """
+
+    a: tuple[int, ...]
+    b: tuple[int, ...]
+    filler: int
+
+    def __post_init__(self) -> None:
+        if not self.a and not self.b:
+            raise ValueError("a steering pair needs at least one non-empty prompt")
+
+    @classmethod
+    def encode(cls, model: SteerableModel, prompt_a: str, prompt_b: str, *, filler: str = DEFAULT_FILLER) -> PairTokens:
+        a, b = model.encode(prompt_a)[1:], model.encode(prompt_b)[1:]
+        if not a and not b:
+            raise ValueError("a steering pair needs at least one non-empty prompt")
+        return cls(tuple(a), tuple(b), model.single_token_id(filler))
+
+    @property
+    def width(self) -> int:
+        """Positions of the vector: BOS plus the longer side."""
+        return 1 + max(len(self.a), len(self.b))
+
+    def padded(self, bos: int) -> Tensor:
+        """``[2, width]`` long: row 0 is side a, row 1 side b."""
+        w = self.width - 1
+        rows = [[bos, *s, *([self.filler] * (w - len(s)))] for s in (self.a, self.b)]
+        return torch.tensor(rows)
+
+    def decode(self, tokenizer: Any) -> tuple[str, str]:
+        return tokenizer.decode(list(self.a)), tokenizer.decode(list(self.b))
+
+
 class _Captured(Exception):
     pass
 
@@ -120,6 +152,11 @@ def resid_pre(model: SteerableModel, tokens: Tensor, layer: int) -> Tensor:
 
     Stops the forward pass at that block, so later layers cost nothing.
     """
+    return resid_at(model, layer, input_ids=tokens.to(model.device))
+
+
+def resid_at(model: SteerableModel, layer: int, **inputs: Tensor) -> Tensor:
+    """``resid_pre`` for ``input_ids`` or ``inputs_embeds`` (differentiable: no ``no_grad`` here)."""
     model.check_layer(layer)
     box: list[Tensor] = []
 
@@ -129,7 +166,7 @@ def resid_pre(model: SteerableModel, tokens: Tensor, layer: int) -> Tensor:
 
     handle = model.blocks[layer].register_forward_pre_hook(grab, with_kwargs=True)
     try:
-        model.hf(tokens, use_cache=False)
+        model.hf(**inputs, use_cache=False)
     except _Captured:
         pass
     finally:
