@@ -24,12 +24,19 @@ VectorScore = Callable[[Tensor], Tensor]
 READABLE = re.compile(r"^ ?[A-Za-z]+$")
 
 
+def embedding_matrix(model: SteerableModel) -> Tensor:
+    """``[V, d]`` input token embeddings (frozen); V may exceed the tokenizer's length (padded vocab)."""
+    weight = model.hf.get_input_embeddings().weight
+    assert isinstance(weight, Tensor)
+    return weight
+
+
 def readable_token_mask(model: SteerableModel) -> Tensor:
     """``[V]`` bool: tokens that decode to one plain word (letters, optionally one leading space)."""
-    vocab = model.hf.get_input_embeddings().weight.shape[0]
+    vocab = embedding_matrix(model).shape[0]
     special = set(model.tokenizer.all_special_ids)
     ok = [
-        i < len(model.tokenizer) and i not in special and bool(READABLE.match(model.tokenizer.decode([i])))
+        i < len(model.tokenizer) and i not in special and bool(READABLE.match(str(model.tokenizer.decode([i]))))
         for i in range(vocab)
     ]
     return torch.tensor(ok)
@@ -37,7 +44,7 @@ def readable_token_mask(model: SteerableModel) -> Tensor:
 
 def any_token_mask(model: SteerableModel) -> Tensor:
     """``[V]`` bool: every real, non-special token."""
-    vocab = model.hf.get_input_embeddings().weight.shape[0]
+    vocab = embedding_matrix(model).shape[0]
     mask = torch.arange(vocab) < len(model.tokenizer)
     mask[[i for i in model.tokenizer.all_special_ids if i < vocab]] = False
     return mask
@@ -72,7 +79,7 @@ def token_gradients(model: SteerableModel, pair: PairTokens, layer: int, score: 
     Returns:
         ``(grad_a [len(a), V], grad_b [len(b), V])``, float32 on CPU.
     """
-    emb = model.hf.get_input_embeddings().weight  # [V, d], frozen
+    emb = embedding_matrix(model)  # [V, d], frozen
     ids = pair.padded(model.bos_token_id).to(model.device)  # [2, W]
     onehots = []
     rows = []
