@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import torch
 
 from objectives import KeywordRate, Objective
@@ -24,8 +26,9 @@ from objectives.damage import OffTargetKL, PerplexityRatio
 from objectives.text import distinct_n, repetition_rates
 from search.config import ExperimentConfig
 from search.outputs import write_text
-from search.run import ExperimentData, Scorers, candidate_from_record, load_data
-from search.space import VectorCache
+from search.run import ExperimentData, Scorers, load_data, load_run_study, vector_cache
+from search.space import AdditionChoice, Candidate, Pair
+from search.vectors import VectorCache
 from steering import Steering, generate
 from steering.model import SteerableModel
 
@@ -53,8 +56,6 @@ def bootstrap_ci(
 def methods_for(
     cfg: ExperimentConfig, run_dir: Path, model: SteerableModel, vectors: VectorCache, gold_name: str
 ) -> list[Method]:
-    from search.space import AdditionChoice, Candidate, Pair
-
     methods = [Method("unsteered", [])]
     for b in cfg.baselines:
         choice = AdditionChoice(Pair(b.pair[0], b.pair[1]), b.layer, b.coeff, b.frac, b.mask, b.positions)
@@ -64,11 +65,37 @@ def methods_for(
     methods.append(Method(f"prompting: {prefix.strip()!r}", [], prefix))
     best = json.loads((run_dir / "best.json").read_text())
     entries = best.get("pareto") or ([best] if best.get("candidate") else [])
-    for entry in entries[: cfg.compare.max_best]:
-        cand = candidate_from_record(entry["candidate"])
-        parts = ", ".join(f"{c.pair.a!r} / {c.pair.b!r} L{c.layer} c{c.coeff:.3g}" for c in cand.additions)
-        methods.append(Method(f"best (trial {entry['number']}): {parts}", cand.steering(model, vectors)))
+    chosen = [(f"best (trial {e['number']})", e["number"], e["candidate"]) for e in entries[: cfg.compare.max_best]]
+    if cfg.compare.per_source and not best.get("pareto"):
+        shown = {number for _, number, _ in chosen}
+        try:
+            per_source = best_per_source(load_run_study(cfg, run_dir))
+        except FileNotFoundError:  # best.json without its study: nothing to group
+            per_source = {}
+        for source, (number, record) in per_source.items():
+            if number not in shown:
+                chosen.append((f"best {source} (trial {number})", number, record))
+    for label, _, record in chosen:
+        cand = Candidate.from_record(record)
+        methods.append(Method(f"{label}: {cand.describe()}", cand.steering(model, vectors)))
     return methods
+
+
+def best_per_source(study: optuna.Study) -> dict[str, tuple[int, list[dict[str, Any]]]]:
+    """The best complete trial (number, candidate record) per candidate source: ``hand-written``,
+    ``template``, ``adversarial``, ``learned``; several additions count as ``mixed`` unless they agree.
+    Selection uses search-split values only. Single-objective studies."""
+    best: dict[str, tuple[float, int, list[dict[str, Any]]]] = {}
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        record = t.user_attrs.get("candidate")
+        if not record or t.value is None or not math.isfinite(t.value):
+            continue
+        sources = {r.get("source", "hand-written") for r in record}
+        source = sources.pop() if len(sources) == 1 else "mixed"
+        if source not in best or sign * t.value > sign * best[source][0]:
+            best[source] = (t.value, t.number, record)
+    return {s: (n, r) for s, (_, n, r) in sorted(best.items())}
 
 
 def evaluate_method(
@@ -146,7 +173,7 @@ def run_compare(
     refs = scorers.bert.references(heldout_gold) if scorers.bert is not None else None
     embed_refs = scorers.embedder.references(heldout_gold) if scorers.embedder is not None else None
     ppl, kl = PerplexityRatio(data.neutral.heldout), OffTargetKL(data.off_target.heldout)
-    vectors = VectorCache()
+    vectors = vector_cache(cfg, data, run_dir)  # fitted vectors load from the run folder
     objective = Objective(cfg.objective)
     results: dict[str, Any] = {}
     examples: dict[str, list[str]] = {}
@@ -183,7 +210,6 @@ def run_compare(
     write_text(run_dir / "comparison.json", json.dumps(report, indent=2))
     if (run_dir / "study.db").exists() or cfg.study.storage:
         from search.report import write_report
-        from search.run import load_run_study
 
         write_report(run_dir, load_run_study(cfg, run_dir), [t.metric for t in cfg.objective.terms])
     return report

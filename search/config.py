@@ -17,6 +17,7 @@ import yaml
 
 from objectives.bertscore import ScorerSpec
 from objectives.compose import ObjectiveSpec
+from search.adversarial import AdversarialSpec
 from search.objective import FidelitySpec
 from search.space import PairsSpec, SpaceSpec
 from steering import GenerationConfig
@@ -74,13 +75,15 @@ class StudySpec:
 @dataclass(frozen=True)
 class CompareSpec:
     """The held-out comparison: samples per held-out prompt, held-out seed, bootstrap resamples, the
-    prompting baseline's instruction prefix (default: "Let me tell you about <gold name>. ")."""
+    prompting baseline's instruction prefix (default: "Let me tell you about <gold name>. "), how many
+    best trials, and whether to add the best trial of each candidate source."""
 
     n: int = 8
     seed: int = 1000
     bootstrap: int = 1000
     prefix: str | None = None
     max_best: int = 3
+    per_source: bool = True  # also the best trial of each candidate source (template, adversarial, learned...)
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.bootstrap < 10 or self.max_best < 1:
@@ -101,8 +104,11 @@ class ExperimentConfig:
     fidelity: FidelitySpec = field(default_factory=FidelitySpec)
     study: StudySpec = field(default_factory=StudySpec)
     compare: CompareSpec = field(default_factory=CompareSpec)
+    adversarial: AdversarialSpec | None = None  # GCG-mutate the baselines' pairs before the study
 
     def __post_init__(self) -> None:
+        if self.adversarial is not None and not self.baselines:
+            raise ValueError("adversarial: needs baselines (the hand-written pairs it mutates)")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ValueError(f"name {self.name!r} must be a plain folder name")
 

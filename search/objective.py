@@ -16,12 +16,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 
 from objectives import Evaluator, Objective
-from search.space import Candidate, Pair, SpaceSpec, VectorCache, suggest
+from search.space import Candidate, Pair, SpaceSpec, suggest
+from search.vectors import VectorCache
 from steering import GenerationConfig, generate
 from steering.model import SteerableModel
 
@@ -58,21 +58,6 @@ class CompletionSink:
         tmp.replace(path)  # atomic: a crash never leaves half a file
 
 
-def candidate_record(cand: Candidate) -> list[dict[str, Any]]:
-    return [
-        {
-            "pair": [c.pair.a, c.pair.b],
-            "source": c.pair.source,
-            "layer": c.layer,
-            "coeff": c.coeff,
-            "frac": c.frac,
-            "mask": c.mask,
-            "positions": c.positions,
-        }
-        for c in cand.additions
-    ]
-
-
 class SteeringObjective:
     """Callable Optuna objective; build once per study (model, scorers and references are injected)."""
 
@@ -101,7 +86,7 @@ class SteeringObjective:
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float | tuple[float, ...]:
         cand = suggest(trial, self.space, self.pool)
-        trial.set_user_attr("candidate", candidate_record(cand))
+        trial.set_user_attr("candidate", cand.record())
         try:
             return self._run(trial, cand)
         except optuna.TrialPruned:

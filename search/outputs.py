@@ -19,14 +19,16 @@ import platform
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from search.config import ExperimentConfig
+if TYPE_CHECKING:  # config imports search modules that write files through this one
+    from search.config import ExperimentConfig
+
 
 PACKAGES = (
     "torch",

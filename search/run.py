@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,16 @@ import torch
 
 from objectives import EmbeddingSimilarity, EvalData, Evaluator, Objective, load_gold_set, load_split
 from objectives.gold import GoldSet, Split
+from search.adversarial import Start, load_or_mutate
 from search.config import ConfigError, ExperimentConfig
 from search.objective import CompletionSink, SteeringObjective
 from search.outputs import write_run_files
 from search.report import write_report
-from search.space import AdditionChoice, Candidate, Pair, VectorCache, pair_pool
+from search.space import Candidate, Pair, pair_pool
 from search.study import (
     FINISHED,
     Progress,
+    enqueue_adversarial,
     enqueue_baselines,
     make_pruner,
     make_sampler,
@@ -27,6 +30,7 @@ from search.study import (
     open_study,
     storage_for,
 )
+from search.vectors import Fitter, VectorCache, gold_rows
 from steering import load_model
 from steering.model import SteerableModel
 
@@ -76,12 +80,40 @@ def metrics_for(cfg: ExperimentConfig, data: ExperimentData) -> set[str]:
     return metrics
 
 
-def full_pool(cfg: ExperimentConfig) -> list[Pair]:
+def full_pool(cfg: ExperimentConfig, extra: Sequence[Pair] = ()) -> list[Pair]:
+    """Baseline pairs, then the config's pairs, then ``extra`` (adversarial winners); no duplicates."""
     if cfg.pairs is None:
         raise ConfigError("pairs: required for `run` (hand_written pairs, or templates with words)")
     pool = [Pair(b.pair[0], b.pair[1], "hand-written") for b in cfg.baselines]
-    labels = {p.label for p in pool}
-    return pool + [p for p in pair_pool(cfg.pairs) if p.label not in labels]
+    for p in [*pair_pool(cfg.pairs), *extra]:
+        if p.label not in {q.label for q in pool}:
+            pool.append(p)
+    return pool
+
+
+def vector_cache(cfg: ExperimentConfig, data: ExperimentData, run_dir: Path) -> VectorCache:
+    """Pair vectors, and fitted vectors (trained on the search split) saved under ``run_dir/vectors/fitted``."""
+    fitter = None
+    if "learned" in cfg.space.kinds:
+        suppress: tuple[tuple[str, str], ...] = ()
+        if cfg.space.learned.suppress:
+            try:
+                negatives = load_gold_set(cfg.space.learned.suppress).passages.search
+            except (OSError, ValueError) as err:
+                raise ConfigError(f"space.learned.suppress: {err}") from err
+            suppress = gold_rows(data.prompts.search, negatives)
+        fitter = Fitter(gold_rows(data.prompts.search, data.gold.passages.search), suppress, cfg.space.learned)
+    return VectorCache(fitter, run_dir / "vectors" / "fitted")
+
+
+def adversarial_pairs(cfg: ExperimentConfig, data: ExperimentData, model: SteerableModel, out: Path) -> list[Pair]:
+    """Winners of GCG mutation from each baseline (computed once per run folder; see ``search.adversarial``)."""
+    if cfg.adversarial is None:
+        return []
+    starts = [Start(b.pair, b.layer, b.coeff, b.positions) for b in cfg.baselines]
+    rows = gold_rows(data.prompts.search, data.gold.passages.search, max_rows=cfg.adversarial.rows)
+    records = load_or_mutate(out / "adversarial.json", model, starts, rows, cfg.adversarial)
+    return [Pair(r["best"][0], r["best"][1], "adversarial") for r in records if r["best"] != r["start"]]
 
 
 @dataclass
@@ -119,7 +151,7 @@ def run_search(
 ) -> optuna.Study:
     """Run or resume the study until it has ``n_trials`` finished trials (or ``timeout`` seconds pass)."""
     data = load_data(cfg)
-    pool = full_pool(cfg)
+    full_pool(cfg)  # config errors before the model loads
     objective = Objective(cfg.objective)
     metrics = metrics_for(cfg, data)
     model = model or load_experiment_model(cfg)
@@ -129,9 +161,11 @@ def run_search(
         raise ConfigError(
             f"space.layer.high {cfg.space.layer.high} is out of range: model has layers 0..{model.n_layers - 1}"
         )
+    adversarial = adversarial_pairs(cfg, data, model, out)
+    pool = full_pool(cfg, adversarial)
     scorers = scorers or Scorers.build(cfg, metrics, data)
     evaluator = Evaluator(metrics, data.eval_data("search"), bertscorer=scorers.bert, embedder=scorers.embedder)
-    vectors = VectorCache()
+    vectors = vector_cache(cfg, data, out)
     study = open_study(
         name=cfg.name,
         storage=storage_for(storage or cfg.study.storage, out),
@@ -141,6 +175,7 @@ def run_search(
     )
     if not study.trials:
         enqueue_baselines(study, cfg.baselines, cfg.space)
+        enqueue_adversarial(study, out / "adversarial.json", cfg.space)
     target = n_trials if n_trials is not None else cfg.study.n_trials
     remaining = max(0, target - n_finished(study))
     logger.info("study %s: %d trials finished, running %d more", cfg.name, n_finished(study), remaining)
@@ -185,26 +220,10 @@ def load_run_study(cfg: ExperimentConfig, run_dir: Path, storage: str | None = N
     return optuna.load_study(study_name=cfg.name, storage=storage_for(url, run_dir))
 
 
-def candidate_from_record(record: list[dict[str, Any]]) -> Candidate:
-    return Candidate(
-        tuple(
-            AdditionChoice(
-                Pair(r["pair"][0], r["pair"][1], r.get("source", "hand-written")),
-                r["layer"],
-                r["coeff"],
-                r["frac"],
-                r["mask"],
-                r["positions"],
-            )
-            for r in record
-        )
-    )
-
-
 def save_best_vectors(best: dict[str, Any], model: SteerableModel, vectors: VectorCache, directory: Path) -> None:
     entries = best.get("pareto") or ([best] if best.get("candidate") else [])
     for entry in entries:
-        cand = candidate_from_record(entry["candidate"])
+        cand = Candidate.from_record(entry["candidate"])
         for i, (choice, add) in enumerate(zip(cand.additions, cand.steering(model, vectors), strict=True)):
             meta = {
                 **add.vector.metadata,

@@ -5,26 +5,31 @@ coefficient, a fraction of residual dimensions, a mask kind and a position mode.
 hand-written pairs from the config plus pairs generated from templates and word lists. A ``Candidate`` is
 plain data; turning it into tensors needs the model (``Candidate.steering``).
 
-Later kinds of candidate (adversarially mutated pairs, gradient-fitted vectors) enter as further pool
-entries with their own ``source``; the pool is keyed by a stable label, so a study's categorical choices
-stay valid when a resumed run adds entries at the end.
+Two kinds of candidate share the space (``space.kinds``): ``pair`` (ActAdd on a pool pair) and ``learned``
+(a vector fitted by gradient descent, whose fit hyper-parameters the trial picks; it may start from the
+trial's pair vector). Adversarially mutated pairs enter the pool with ``source="adversarial"``. The pool
+is fixed when a study is created (Optuna's categorical choices cannot change), and labels are stable.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from steering import Addition, MaskMode, Positions, SteeringVector
 from steering.model import SteerableModel
+
+KINDS = ("pair", "learned")
+INITS = ("zeros", "pair")
 
 
 @dataclass(frozen=True)
 class Pair:
     a: str
     b: str
-    source: str = "hand-written"  # or "template"
+    source: str = "hand-written"  # or "template", "adversarial"
 
     @property
     def label(self) -> str:
@@ -92,6 +97,37 @@ class PairsSpec:
 
 
 @dataclass(frozen=True)
+class LearnedSpec:
+    """Gradient-fitted vectors (``steering.fit``): the ranges the study searches, and fixed fit settings.
+
+    ``init``: ``zeros`` (fit from scratch, added at ``positions``) and/or ``pair`` (fine-tune the trial's
+    pair vector times its coefficient in place, at front positions). ``suppress``: a gold-set file whose
+    search passages the fit makes less likely (optional).
+    """
+
+    lr: FloatRange = field(default_factory=lambda: FloatRange(0.01, 0.3, log=True))
+    steps: IntRange = field(default_factory=lambda: IntRange(20, 80))
+    norm_bound: FloatRange = field(default_factory=lambda: FloatRange(2.0, 50.0, log=True))
+    init: tuple[str, ...] = ("zeros",)
+    positions: str = "from:1"
+    batch_size: int = 16
+    norm_penalty: float = 0.0
+    suppress: str | None = None
+    suppress_weight: float = 1.0
+    target_loss: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.init or any(i not in INITS for i in self.init):
+            raise ValueError(f"init must list some of {', '.join(INITS)}, got {list(self.init)}")
+        Positions.parse(self.positions)
+        if self.lr.log is False and (self.lr.low or 0) <= 0 and not self.lr.values:
+            raise ValueError("lr must be > 0")
+        if self.steps.low < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
 class SpaceSpec:
     layer: IntRange = field(default_factory=lambda: IntRange(0, 0))
     coeff: FloatRange = field(default_factory=lambda: FloatRange(1.0, 8.0))
@@ -99,8 +135,12 @@ class SpaceSpec:
     masks: tuple[str, ...] = ("first",)
     positions: tuple[str, ...] = ("front",)
     n_additions: IntRange = field(default_factory=lambda: IntRange(1, 1))
+    kinds: tuple[str, ...] = ("pair",)
+    learned: LearnedSpec = field(default_factory=LearnedSpec)
 
     def __post_init__(self) -> None:
+        if not self.kinds or any(k not in KINDS for k in self.kinds):
+            raise ValueError(f"kinds must list some of {', '.join(KINDS)}, got {list(self.kinds)}")
         for m in self.masks:
             MaskMode(m)
         for p in self.positions:
@@ -125,24 +165,88 @@ def pair_pool(spec: PairsSpec) -> list[Pair]:
 
 
 @dataclass(frozen=True)
+class FitChoice:
+    """A learned vector's fit hyper-parameters, as a trial picked them."""
+
+    lr: float
+    steps: int
+    norm_bound: float
+    init: str = "zeros"
+    positions: str = "from:1"
+
+
+@dataclass(frozen=True)
 class AdditionChoice:
-    pair: Pair
+    """One addition. A pair addition adds ``coeff`` times the pair's vector. A learned one (``fit`` set) adds
+    the fitted vector at coefficient 1; with ``init="pair"`` the fit starts from ``coeff`` times the pair's
+    vector, otherwise ``pair`` is None."""
+
+    pair: Pair | None
     layer: int
     coeff: float
     frac: float = 1.0
     mask: str = "first"
     positions: str = "front"
+    fit: FitChoice | None = None
+
+    def __post_init__(self) -> None:
+        if self.pair is None and (self.fit is None or self.fit.init == "pair"):
+            raise ValueError("a pair addition (or a learned one fine-tuning a pair) needs a pair")
+
+    @property
+    def kind(self) -> str:
+        return "pair" if self.fit is None else "learned"
+
+    @property
+    def source(self) -> str:
+        """Where the candidate came from: the pair's source, or ``learned``."""
+        return "learned" if self.fit is not None else self.pair.source  # type: ignore[union-attr]
+
+    def describe(self) -> str:
+        if self.fit is None:
+            assert self.pair is not None
+            return f"{self.pair.a!r} / {self.pair.b!r} L{self.layer} c{self.coeff:.3g}"
+        start = f" from {self.pair.a!r} / {self.pair.b!r} c{self.coeff:.3g}" if self.pair is not None else ""
+        f = self.fit
+        return f"learned L{self.layer} lr{f.lr:.3g} {f.steps} steps norm<={f.norm_bound:.3g} at {f.positions}{start}"
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "pair": [self.pair.a, self.pair.b] if self.pair is not None else None,
+            "source": self.source,
+            "pair_source": self.pair.source if self.pair is not None else None,
+            "layer": self.layer,
+            "coeff": self.coeff,
+            "frac": self.frac,
+            "mask": self.mask,
+            "positions": self.positions,
+            "fit": dataclasses.asdict(self.fit) if self.fit is not None else None,
+        }
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any]) -> AdditionChoice:
+        fit = FitChoice(**r["fit"]) if r.get("fit") else None
+        source = r.get("pair_source", r.get("source", "hand-written"))
+        pair = Pair(r["pair"][0], r["pair"][1], source) if r["pair"] else None
+        return cls(pair, r["layer"], r["coeff"], r["frac"], r["mask"], r["positions"], fit)
+
+
+class VectorSource(Protocol):
+    """What turns a choice into its vector (``search.vectors.VectorCache``)."""
+
+    def get(self, model: SteerableModel, choice: AdditionChoice) -> SteeringVector: ...
 
 
 @dataclass(frozen=True)
 class Candidate:
     additions: tuple[AdditionChoice, ...]
 
-    def steering(self, model: SteerableModel, vectors: VectorCache) -> list[Addition]:
+    def steering(self, model: SteerableModel, vectors: VectorSource) -> list[Addition]:
         return [
             Addition(
-                vectors.get(model, c.pair, c.layer),
-                c.coeff,
+                vectors.get(model, c),
+                1.0 if c.fit is not None else c.coeff,
                 Positions.parse(c.positions),
                 c.frac,
                 MaskMode(c.mask),
@@ -150,18 +254,16 @@ class Candidate:
             for c in self.additions
         ]
 
+    def record(self) -> list[dict[str, Any]]:
+        """JSON-able form (stored on each trial as ``candidate``); ``from_record`` inverts it."""
+        return [c.record() for c in self.additions]
 
-class VectorCache:
-    """Pair vectors are deterministic per (pair, layer): build each once per study."""
+    @classmethod
+    def from_record(cls, record: list[dict[str, Any]]) -> Candidate:
+        return cls(tuple(AdditionChoice.from_record(r) for r in record))
 
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, str, int], SteeringVector] = {}
-
-    def get(self, model: SteerableModel, pair: Pair, layer: int) -> SteeringVector:
-        key = (pair.a, pair.b, layer)
-        if key not in self._cache:
-            self._cache[key] = SteeringVector.from_pair(model, pair.a, pair.b, layer)
-        return self._cache[key]
+    def describe(self) -> str:
+        return ", ".join(c.describe() for c in self.additions)
 
 
 class TrialLike(Protocol):
@@ -179,30 +281,45 @@ def _float(trial: TrialLike, name: str, r: FloatRange) -> float:
     return trial.suggest_float(name, r.low, r.high, log=r.log)
 
 
+def _int(trial: TrialLike, name: str, r: IntRange) -> int:
+    return trial.suggest_int(name, r.low, r.high) if r.varies else r.low
+
+
 def _choice(trial: TrialLike, name: str, options: Sequence[str]) -> str:
     return options[0] if len(options) == 1 else trial.suggest_categorical(name, list(options))
 
 
 def suggest(trial: TrialLike, space: SpaceSpec, pool: Sequence[Pair]) -> Candidate:
-    """Draw a candidate. Parameter names: ``pair``, ``layer``, ``coeff``, ``frac``, ``mask``, ``positions``
-    for the first addition, with suffixes ``_2``, ``_3``... for further ones; ``n_additions`` if it varies.
-    A dimension with a single value is not a parameter."""
+    """Draw a candidate. Parameter names: ``kind``, ``pair``, ``layer``, ``coeff``, ``frac``, ``mask``,
+    ``positions`` and, for learned vectors, ``init``, ``lr``, ``steps``, ``norm_bound``, for the first
+    addition, with suffixes ``_2``, ``_3``... for further ones; ``n_additions`` if it varies. A dimension
+    with a single value is not a parameter."""
     by_label = {p.label: p for p in pool}
-    n = space.n_additions.low
-    if space.n_additions.high > n:
-        n = trial.suggest_int("n_additions", space.n_additions.low, space.n_additions.high)
+    n = _int(trial, "n_additions", space.n_additions)
     choices = []
     for i in range(n):
         sfx = "" if i == 0 else f"_{i + 1}"
-        label = _choice(trial, "pair" + sfx, list(by_label))
-        layer = space.layer.low
-        if space.layer.varies:
-            layer = trial.suggest_int("layer" + sfx, space.layer.low, space.layer.high)
+        kind = _choice(trial, "kind" + sfx, space.kinds)
+        init = _choice(trial, "init" + sfx, space.learned.init) if kind == "learned" else "pair"
+        pair = by_label[_choice(trial, "pair" + sfx, list(by_label))] if init == "pair" else None
+        layer = _int(trial, "layer" + sfx, space.layer)
+        coeff = _float(trial, "coeff" + sfx, space.coeff) if pair is not None else 1.0
+        if kind == "learned":
+            ls = space.learned
+            fit = FitChoice(
+                lr=_float(trial, "lr" + sfx, ls.lr),
+                steps=_int(trial, "steps" + sfx, ls.steps),
+                norm_bound=_float(trial, "norm_bound" + sfx, ls.norm_bound),
+                init=init,
+                positions="front" if init == "pair" else ls.positions,
+            )
+            choices.append(AdditionChoice(pair, layer, coeff, positions=fit.positions, fit=fit))
+            continue
         choices.append(
             AdditionChoice(
-                pair=by_label[label],
+                pair=pair,
                 layer=layer,
-                coeff=_float(trial, "coeff" + sfx, space.coeff),
+                coeff=coeff,
                 frac=_float(trial, "frac" + sfx, space.frac),
                 mask=_choice(trial, "mask" + sfx, space.masks),
                 positions=_choice(trial, "positions" + sfx, space.positions),

@@ -7,6 +7,7 @@ Running the same command again loads the study and runs only the trials still mi
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
@@ -44,8 +45,8 @@ def storage_for(url: str | None, out_dir: Path) -> str | optuna.storages.BaseSto
 
 def grid_space(space: SpaceSpec, pool: Sequence[Pair]) -> dict[str, list[Any]]:
     """The GridSampler search space; every float dimension must list its ``values``."""
-    if space.n_additions.high > 1:
-        raise ValueError("sampler 'grid' supports one addition per trial (n_additions 1)")
+    if space.n_additions.high > 1 or space.kinds != ("pair",):
+        raise ValueError("sampler 'grid' supports one pair addition per trial (n_additions 1, kinds [pair])")
     grid: dict[str, list[Any]] = {}
     if len(pool) > 1:
         grid["pair"] = [p.label for p in pool]
@@ -104,6 +105,8 @@ def make_pruner(spec: StudySpec, n_objectives: int) -> optuna.pruners.BasePruner
 def baseline_params(b: BaselineSpec, space: SpaceSpec) -> dict[str, Any]:
     """The parameters that enqueue a hand-written intervention (only those the space varies)."""
     params: dict[str, Any] = {"pair": Pair(*b.pair).label}
+    if len(space.kinds) > 1:
+        params["kind"] = "pair"
     if space.layer.varies:
         params["layer"] = b.layer
     for name, r, v in (("coeff", space.coeff, b.coeff), ("frac", space.frac, b.frac)):
@@ -139,6 +142,17 @@ def enqueue_baselines(study: optuna.Study, baselines: Sequence[BaselineSpec], sp
     for b in baselines:
         study.enqueue_trial(baseline_params(b, space), user_attrs={"baseline": True}, skip_if_exists=True)
     return len(baselines)
+
+
+def enqueue_adversarial(study: optuna.Study, path: Path, space: SpaceSpec) -> int:
+    """Enqueue each adversarial winner (``adversarial.json``) at the layer and coefficient it was found at."""
+    if not path.exists():
+        return 0
+    runs = [r for r in json.loads(path.read_text())["runs"] if r["best"] != r["start"]]
+    for r in runs:
+        spec = BaselineSpec(tuple(r["best"]), r["layer"], r["coeff"], positions=r["positions"])  # type: ignore[arg-type]
+        study.enqueue_trial(baseline_params(spec, space), user_attrs={"adversarial": True}, skip_if_exists=True)
+    return len(runs)
 
 
 def n_finished(study: optuna.Study) -> int:

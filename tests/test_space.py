@@ -4,7 +4,17 @@ import optuna
 import pytest
 import torch
 
-from search.space import FloatRange, IntRange, PairsSpec, SpaceSpec, VectorCache, pair_pool, suggest
+from search.space import (
+    Candidate,
+    FloatRange,
+    IntRange,
+    LearnedSpec,
+    PairsSpec,
+    SpaceSpec,
+    pair_pool,
+    suggest,
+)
+from search.vectors import Fitter, VectorCache
 from steering.model import SteerableModel
 
 PAIRS = PairsSpec(
@@ -56,8 +66,69 @@ def test_several_additions_get_suffixed_params() -> None:
 
 def test_vector_cache_builds_each_pair_layer_once(tiny: SteerableModel) -> None:
     cache, pool = VectorCache(), pair_pool(PAIRS)
-    v1 = cache.get(tiny, pool[0], 1)
-    assert cache.get(tiny, pool[0], 1) is v1 and torch.equal(v1.activations, cache.get(tiny, pool[0], 1).activations)
+    v1 = cache.pair(tiny, pool[0], 1)
+    assert cache.pair(tiny, pool[0], 1) is v1 and torch.equal(v1.activations, cache.pair(tiny, pool[0], 1).activations)
+
+
+LEARNED = SpaceSpec(
+    layer=IntRange(0, 1),
+    kinds=("pair", "learned"),
+    learned=LearnedSpec(lr=FloatRange(0.01, 0.1, log=True), steps=IntRange(2, 4), init=("zeros", "pair")),
+)
+ROWS = (("I went up to my friend and said", " the bride and the groom"),)
+
+
+def test_learned_kind_picks_fit_hyperparameters_and_round_trips() -> None:
+    pool = pair_pool(PAIRS)
+    trial = optuna.trial.FixedTrial(
+        {"kind": "learned", "init": "zeros", "layer": 1, "lr": 0.05, "steps": 3, "norm_bound": 5.0}
+    )
+    cand = suggest(trial, LEARNED, pool)
+    (c,) = cand.additions
+    assert c.pair is None and c.kind == "learned" and c.source == "learned" and c.coeff == 1.0
+    assert c.fit is not None and (c.fit.lr, c.fit.steps, c.fit.norm_bound, c.fit.positions) == (0.05, 3, 5.0, "from:1")
+    assert Candidate.from_record(cand.record()) == cand
+    tuned = suggest(
+        optuna.trial.FixedTrial(
+            {
+                "kind": "learned",
+                "init": "pair",
+                "pair": pool[1].label,
+                "layer": 0,
+                "coeff": 2.0,
+                "lr": 0.05,
+                "steps": 2,
+                "norm_bound": 5.0,
+            }
+        ),
+        LEARNED,
+        pool,
+    )
+    assert tuned.additions[0].pair == pool[1] and tuned.additions[0].positions == "front"
+    assert Candidate.from_record(tuned.record()) == tuned
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    kinds = {suggest(study.ask(), LEARNED, pool).additions[0].kind for _ in range(20)}
+    assert kinds == {"pair", "learned"}
+
+
+def test_fitted_vectors_are_fitted_once_and_reloaded_from_disk(tiny: SteerableModel, tmp_path) -> None:
+    trial = optuna.trial.FixedTrial(
+        {"kind": "learned", "init": "zeros", "layer": 1, "lr": 0.05, "steps": 3, "norm_bound": 5.0}
+    )
+    cand = suggest(trial, LEARNED, pair_pool(PAIRS))
+    cache = VectorCache(Fitter(ROWS, spec=LEARNED.learned), tmp_path)
+    (add,) = cand.steering(tiny, cache)
+    assert add.coeff == 1.0 and str(add.positions) == "from:1" and cache.fits_run == 1
+    cand.steering(tiny, cache)
+    assert cache.fits_run == 1
+    again = VectorCache(Fitter(ROWS, spec=LEARNED.learned), tmp_path)
+    (loaded,) = cand.steering(tiny, again)
+    assert again.fits_run == 0 and torch.equal(loaded.vector.activations, add.vector.activations)
+    other_rows = VectorCache(Fitter((("The", " team won"),), spec=LEARNED.learned), tmp_path)
+    cand.steering(tiny, other_rows)
+    assert other_rows.fits_run == 1  # different training data, different vector
+    with pytest.raises(ValueError, match="Fitter"):
+        cand.steering(tiny, VectorCache())
 
 
 @pytest.mark.parametrize(
@@ -70,6 +141,9 @@ def test_vector_cache_builds_each_pair_layer_once(tiny: SteerableModel) -> None:
         (lambda: PairsSpec(templates=(("talk", ""),), words=("x",)), "no {x} placeholder"),
         (lambda: SpaceSpec(masks=("middle",)), "middle"),
         (lambda: SpaceSpec(positions=("nowhere",)), "positions"),
+        (lambda: SpaceSpec(kinds=("vector",)), "kinds"),
+        (lambda: LearnedSpec(init=("random",)), "init"),
+        (lambda: LearnedSpec(positions="middle"), "positions"),
     ],
 )
 def test_bad_specs(build, needle: str) -> None:
