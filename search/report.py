@@ -25,6 +25,7 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from search.outputs import write_text  # noqa: E402
+from search.space import AdditionChoice  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -201,10 +202,9 @@ def build_report(run_dir: Path, study: optuna.Study, term_names: list[str]) -> t
     if best.get("value") is not None:
         md += ["", f"**Best (search split):** trial {best['number']}, objective {best['value']:.4f}.", ""]
         for add in best.get("candidate") or []:
-            md.append(
-                f"- pair {add['pair'][0]!r} / {add['pair'][1]!r} ({add['source']}), layer {add['layer']}, "
-                f"coeff {add['coeff']:.3g}, frac {add['frac']:.2f} ({add['mask']}), positions {add['positions']}"
-            )
+            choice = AdditionChoice.from_record(add)
+            extra = f", frac {choice.frac:.2f} ({choice.mask}), positions {choice.positions}" if not choice.fit else ""
+            md.append(f"- {choice.describe()} ({choice.source}){extra}")
     figures = [
         ("Optimisation history", fig_history(study, figs_dir / "history.png")),
         ("Parameter importances", fig_importances(study, figs_dir / "importances.png")),

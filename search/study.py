@@ -139,6 +139,8 @@ def open_study(
 
 def enqueue_baselines(study: optuna.Study, baselines: Sequence[BaselineSpec], space: SpaceSpec) -> int:
     """Enqueue each hand-written intervention once per study (skipped on resume)."""
+    if "pair" not in space.kinds:
+        return 0  # a learned-only space: the baselines are comparison rows only
     for b in baselines:
         study.enqueue_trial(baseline_params(b, space), user_attrs={"baseline": True}, skip_if_exists=True)
     return len(baselines)
@@ -146,7 +148,7 @@ def enqueue_baselines(study: optuna.Study, baselines: Sequence[BaselineSpec], sp
 
 def enqueue_adversarial(study: optuna.Study, path: Path, space: SpaceSpec) -> int:
     """Enqueue each adversarial winner (``adversarial.json``) at the layer and coefficient it was found at."""
-    if not path.exists():
+    if not path.exists() or "pair" not in space.kinds:
         return 0
     runs = [r for r in json.loads(path.read_text())["runs"] if r["best"] != r["start"]]
     for r in runs:

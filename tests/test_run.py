@@ -238,3 +238,38 @@ def test_every_sampler_runs(tiny: SteerableModel, tmp_path: Path, sampler: str) 
     assert all("fail_reason" not in t.user_attrs for t in study.trials)
     if sampler == "nsga2":
         assert "pareto" in json.loads((tmp_path / sampler / "best.json").read_text())
+
+
+LEARNED_AND_ADVERSARIAL = CONFIG.replace(
+    "  coeff: {low: 0.5, high: 8, log: true}\n",
+    "  coeff: {low: 0.5, high: 8, log: true}\n"
+    "  kinds: [pair, learned]\n"
+    "  learned: {lr: {low: 0.05, high: 0.1}, steps: {low: 2, high: 3}, norm_bound: {low: 5, high: 10}}\n",
+).replace("study: {n_trials: 3, seed: 0}", "study: {n_trials: 8, seed: 0, sampler: random}") + (
+    "adversarial: {steps: 2, top_k: 8, candidates: 4, rows: 4}\ncompare: {n: 2, bootstrap: 20}\n"
+)
+
+
+def test_learned_and_adversarial_candidates_enter_the_study(tiny: SteerableModel, tmp_path: Path) -> None:
+    from search.compare import run_compare
+
+    cfg, out = _cfg(tmp_path, LEARNED_AND_ADVERSARIAL), tmp_path / "run"
+    scorers = Scorers(bert=FakeBertScorer())
+    study = run_search(cfg, out=out, model=tiny, scorers=scorers, progress=False)
+    adv = json.loads((out / "adversarial.json").read_text())["runs"]
+    assert len(adv) == 1 and adv[0]["proxy_best"] >= adv[0]["proxy_start"]
+    records = [t.user_attrs["candidate"][0] for t in study.trials if "candidate" in t.user_attrs]
+    sources = {r["source"] for r in records}
+    assert {"hand-written", "learned"} <= sources
+    if adv[0]["best"] != adv[0]["start"]:  # the winner was enqueued and judged by the real objective
+        assert "adversarial" in sources and study.trials[1].user_attrs.get("adversarial")
+    fitted = list((out / "vectors" / "fitted").glob("*.safetensors"))
+    assert len(fitted) == sum(r["kind"] == "learned" for r in records) > 0
+    assert load_config(out / "config.yaml") == cfg
+    report = run_compare(cfg, out, model=tiny, scorers=scorers)
+    names = list(report["methods"])
+    assert any(n.startswith("best learned") or (n.startswith("best (trial") and "learned L" in n) for n in names)
+    # Resuming reuses the adversarial runs and the fitted vectors (nothing is fitted or mutated again).
+    mtime = (out / "adversarial.json").stat().st_mtime
+    again = run_search(cfg, out=out, model=tiny, scorers=scorers, n_trials=9, progress=False)
+    assert len(again.trials) == 9 and (out / "adversarial.json").stat().st_mtime == mtime
