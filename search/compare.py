@@ -158,46 +158,67 @@ def _mean_of(values: np.ndarray) -> Callable[[np.ndarray], float]:
     return mean
 
 
+class HeldoutEvaluator:
+    """Measures any intervention the way ``compare`` does: held-out prompts, seeds, gold passages, neutral
+    text and off-target prompts, bootstrap CIs, and the config's objective on the point estimates.
+    Built once (references encoded once); ``distill`` and ``length`` analyses use it too."""
+
+    def __init__(self, cfg: ExperimentConfig, data: ExperimentData, model: SteerableModel, scorers: Scorers) -> None:
+        self.cfg, self.data, self.model, self.scorers = cfg, data, model, scorers
+        heldout_gold = data.gold.passages.heldout
+        self.refs = scorers.bert.references(heldout_gold) if scorers.bert is not None else None
+        self.embed_refs = scorers.embedder.references(heldout_gold) if scorers.embedder is not None else None
+        self.ppl, self.kl = PerplexityRatio(data.neutral.heldout), OffTargetKL(data.off_target.heldout)
+        self.objective = Objective(cfg.objective)
+
+    @torch.no_grad()
+    def __call__(self, method: Method) -> tuple[dict[str, Any], list[str]]:
+        """``({"metrics", "corpus", "objective", "prefix"}, completions)`` for one method."""
+        metrics, texts = evaluate_method(
+            method,
+            model=self.model,
+            cfg=self.cfg,
+            data=self.data,
+            scorers=self.scorers,
+            refs=self.refs,
+            embed_refs=self.embed_refs,
+            ppl=self.ppl,
+            kl=self.kl,
+        )
+        # Corpus-level distinct-n is not a mean over completions, so resampling would bias it; it is
+        # reported as a point estimate (rep_rate is its per-completion counterpart, with a CI).
+        corpus = {f"distinct_{n}": distinct_n(texts, n) for n in (1, 2)}
+        point = {k: v["mean"] for k, v in metrics.items()} | corpus
+        value = self.objective.value(point) if self.objective.metrics <= set(point) else None
+        return {"metrics": metrics, "corpus": corpus, "objective": value, "prefix": method.prefix}, texts
+
+
+def build_heldout(
+    cfg: ExperimentConfig, *, model: SteerableModel | None = None, scorers: Scorers | None = None
+) -> HeldoutEvaluator:
+    from search.run import load_experiment_model, metrics_for
+
+    data = load_data(cfg)
+    model = model or load_experiment_model(cfg)
+    scorers = scorers or Scorers.build(cfg, metrics_for(cfg, data), data)
+    return HeldoutEvaluator(cfg, data, model, scorers)
+
+
 def run_compare(
     cfg: ExperimentConfig, run_dir: Path, *, model: SteerableModel | None = None, scorers: Scorers | None = None
 ) -> dict[str, Any]:
     """Evaluate every method on the held-out split and write ``run_dir/comparison.json``."""
-    from search.run import load_experiment_model, metrics_for
-
     if not (run_dir / "best.json").exists():
         raise FileNotFoundError(f"{run_dir}/best.json does not exist: run `steersearch run` first")
-    data = load_data(cfg)
-    model = model or load_experiment_model(cfg)
-    scorers = scorers or Scorers.build(cfg, metrics_for(cfg, data), data)
-    heldout_gold = data.gold.passages.heldout
-    refs = scorers.bert.references(heldout_gold) if scorers.bert is not None else None
-    embed_refs = scorers.embedder.references(heldout_gold) if scorers.embedder is not None else None
-    ppl, kl = PerplexityRatio(data.neutral.heldout), OffTargetKL(data.off_target.heldout)
+    heldout = build_heldout(cfg, model=model, scorers=scorers)
+    data = heldout.data
     vectors = vector_cache(cfg, data, run_dir)  # fitted vectors load from the run folder
-    objective = Objective(cfg.objective)
     results: dict[str, Any] = {}
     examples: dict[str, list[str]] = {}
-    with torch.no_grad():
-        for method in methods_for(cfg, run_dir, model, vectors, data.gold.name):
-            logger.info("comparing %s", method.name)
-            metrics, texts = evaluate_method(
-                method,
-                model=model,
-                cfg=cfg,
-                data=data,
-                scorers=scorers,
-                refs=refs,
-                embed_refs=embed_refs,
-                ppl=ppl,
-                kl=kl,
-            )
-            # Corpus-level distinct-n is not a mean over completions, so resampling would bias it; it is
-            # reported as a point estimate (rep_rate is its per-completion counterpart, with a CI).
-            corpus = {f"distinct_{n}": distinct_n(texts, n) for n in (1, 2)}
-            point = {k: v["mean"] for k, v in metrics.items()} | corpus
-            value = objective.value(point) if objective.metrics <= set(point) else None
-            results[method.name] = {"metrics": metrics, "corpus": corpus, "objective": value, "prefix": method.prefix}
-            examples[method.name] = texts[: cfg.compare.n]
+    for method in methods_for(cfg, run_dir, heldout.model, vectors, data.gold.name):
+        logger.info("comparing %s", method.name)
+        results[method.name], texts = heldout(method)
+        examples[method.name] = texts[: cfg.compare.n]
     report = {
         "split": "heldout",
         "prompts": list(data.prompts.heldout),
