@@ -99,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--storage", help="Optuna storage URL, if the run did not use the default")
     rep.set_defaults(func=cmd_report)
 
+    ana = sub.add_parser("analyze", help="distillation into short pairs and length vs strength (held-out)")
+    ana.add_argument("config", help="experiment YAML with a distill and/or length section")
+    ana.add_argument("--out", help="run folder (default: runs/<name>)")
+    ana.set_defaults(func=cmd_analyze)
+
     demo = sub.add_parser("demo", help="offline demonstration on the embedded model (what `make demo` runs)")
     demo.add_argument("--json", action="store_true", help="print the measured rates as JSON")
     demo.set_defaults(func=cmd_demo)
@@ -166,6 +171,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     cfg = load_config(run_dir / "config.yaml")
     path = write_report(run_dir, load_run_study(cfg, run_dir, args.storage), [t.metric for t in cfg.objective.terms])
     print(f"wrote {path} and {run_dir / 'report.md'}")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from search.analyze import run_analysis
+    from search.distill import distill_table
+    from search.length import length_table
+
+    cfg = load_config(args.config)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    results = run_analysis(cfg, out)
+    if "distill" in results:
+        print("## Distillation into short pairs (held-out)\n\n" + distill_table(results["distill"]) + "\n")
+    if "length" in results:
+        print("## Length vs strength (held-out)\n\n" + length_table(results["length"]) + "\n")
+    print(f"report: {out / 'report.html'}")
     return 0
 
 

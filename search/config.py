@@ -18,6 +18,8 @@ import yaml
 from objectives.bertscore import ScorerSpec
 from objectives.compose import ObjectiveSpec
 from search.adversarial import AdversarialSpec
+from search.distill import DistillSpec
+from search.length import LengthSpec
 from search.objective import FidelitySpec
 from search.space import PairsSpec, SpaceSpec
 from steering import GenerationConfig
@@ -105,6 +107,8 @@ class ExperimentConfig:
     study: StudySpec = field(default_factory=StudySpec)
     compare: CompareSpec = field(default_factory=CompareSpec)
     adversarial: AdversarialSpec | None = None  # GCG-mutate the baselines' pairs before the study
+    distill: DistillSpec | None = None  # `steersearch analyze`: short pairs matching target vectors
+    length: LengthSpec | None = None  # `steersearch analyze`: pair length vs strength
 
     def __post_init__(self) -> None:
         if self.adversarial is not None and not self.baselines:

@@ -187,17 +187,14 @@ def _fmt(v: Any) -> str:
     return "–" if v is None else str(v)
 
 
-def build_report(run_dir: Path, study: optuna.Study, term_names: list[str]) -> tuple[str, str]:
-    """Render ``(markdown, html)`` and write figures into ``run_dir/figures``."""
-    figs_dir = run_dir / "figures"
-    figs_dir.mkdir(parents=True, exist_ok=True)
+def _study_sections(run_dir: Path, study: optuna.Study, term_names: list[str], figs_dir: Path) -> list[str]:
     states = [t.state.name.lower() for t in study.trials]
     best = json.loads((run_dir / "best.json").read_text()) if (run_dir / "best.json").exists() else {}
     comparison = (
         json.loads((run_dir / "comparison.json").read_text()) if (run_dir / "comparison.json").exists() else None
     )
 
-    md: list[str] = [f"# steersearch report: {study.study_name}", ""]
+    md: list[str] = []
     md.append(f"{len(states)} trials: " + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))) + ".")
     if best.get("value") is not None:
         md += ["", f"**Best (search split):** trial {best['number']}, objective {best['value']:.4f}.", ""]
@@ -246,6 +243,45 @@ def build_report(run_dir: Path, study: optuna.Study, term_names: list[str]) -> t
     md.append("|---" * len(columns) + "|")
     for i in range(min((len(texts) for _, texts in columns), default=0)):
         md.append("| " + " | ".join(texts[i].replace("|", "/").replace("\n", " ") for _, texts in columns) + " |")
+    return md
+
+
+def analysis_sections(run_dir: Path, figs_dir: Path) -> list[str]:
+    """Distillation table (``distill.json``) and length-vs-strength table and plot (``length.json``)."""
+    from search.distill import distill_table
+    from search.length import fig_length, length_table
+
+    md: list[str] = []
+    if (run_dir / "distill.json").exists():
+        report = json.loads((run_dir / "distill.json").read_text())
+        md += ["", "## Distillation into short pairs", ""]
+        md.append(
+            "Short pairs searched by cosine to the target vector (position-summed, at the target's layer), added "
+            "at the projection coefficient; objective and BERTScore F1 [95% CI] on the held-out split. Effect "
+            "kept = (short - unsteered) / (target - unsteered) of the objective."
+        )
+        md += ["", distill_table(report)]
+    if (run_dir / "length.json").exists():
+        report = json.loads((run_dir / "length.json").read_text())
+        path = fig_length(report, figs_dir / "length.png")
+        md += ["", "## Length vs strength", ""]
+        md.append(
+            f"Layer {report['layer']}, positions {report['positions']}; held-out split. The best coefficient is "
+            f"chosen on the same split from {report['coeffs']} (descriptive, not a held-out claim)."
+        )
+        md += ["", length_table(report), "", f"![Length vs strength](figures/{path.name})"]
+    return md
+
+
+def build_report(run_dir: Path, study: optuna.Study | None, term_names: list[str]) -> tuple[str, str]:
+    """Render ``(markdown, html)`` and write figures into ``run_dir/figures``. Without a study (an
+    ``analyze`` run) only the analysis sections (distillation, length vs strength) are rendered."""
+    figs_dir = run_dir / "figures"
+    figs_dir.mkdir(parents=True, exist_ok=True)
+    md: list[str] = [f"# steersearch report: {study.study_name if study is not None else run_dir.name}", ""]
+    if study is not None:
+        md += _study_sections(run_dir, study, term_names, figs_dir)
+    md += analysis_sections(run_dir, figs_dir)
     markdown = "\n".join(md) + "\n"
     return markdown, _html(markdown, figs_dir)
 
@@ -294,7 +330,7 @@ def _html(markdown: str, figs_dir: Path) -> str:
     return f"<!doctype html><html>{head}<body>{''.join(out)}</body></html>\n"
 
 
-def write_report(run_dir: Path, study: optuna.Study, term_names: list[str]) -> Path:
+def write_report(run_dir: Path, study: optuna.Study | None, term_names: list[str]) -> Path:
     markdown, page = build_report(run_dir, study, term_names)
     write_text(run_dir / "report.md", markdown)
     write_text(run_dir / "report.html", page)

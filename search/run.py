@@ -93,16 +93,14 @@ def full_pool(cfg: ExperimentConfig, extra: Sequence[Pair] = ()) -> list[Pair]:
 
 def vector_cache(cfg: ExperimentConfig, data: ExperimentData, run_dir: Path) -> VectorCache:
     """Pair vectors, and fitted vectors (trained on the search split) saved under ``run_dir/vectors/fitted``."""
-    fitter = None
-    if "learned" in cfg.space.kinds:
-        suppress: tuple[tuple[str, str], ...] = ()
-        if cfg.space.learned.suppress:
-            try:
-                negatives = load_gold_set(cfg.space.learned.suppress).passages.search
-            except (OSError, ValueError) as err:
-                raise ConfigError(f"space.learned.suppress: {err}") from err
-            suppress = gold_rows(data.prompts.search, negatives)
-        fitter = Fitter(gold_rows(data.prompts.search, data.gold.passages.search), suppress, cfg.space.learned)
+    suppress: tuple[tuple[str, str], ...] = ()
+    if cfg.space.learned.suppress:
+        try:
+            negatives = load_gold_set(cfg.space.learned.suppress).passages.search
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"space.learned.suppress: {err}") from err
+        suppress = gold_rows(data.prompts.search, negatives)
+    fitter = Fitter(gold_rows(data.prompts.search, data.gold.passages.search), suppress, cfg.space.learned)
     return VectorCache(fitter, run_dir / "vectors" / "fitted")
 
 

@@ -27,12 +27,20 @@ def forward_logits(
         ``(logits [B, T, V], attention_mask [B, T])``.
     """
     ids, mask = model.pad_left(list(seqs))
+    return _padded_logits(model, ids, mask, steering_rows, grad=grad), mask
+
+
+def _padded_logits(
+    model: SteerableModel, ids: Tensor, mask: Tensor, steering_rows: Sequence[Steering], *, grad: bool
+) -> Tensor:
     pos = (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, -1)
     rows = steering_rows if any(len(r) for r in steering_rows) else [[]]
     with nullcontext() if grad else torch.no_grad(), steer(model, rows) as step:
         step.set(pos, prompt_pass=True)
-        logits = model.hf(input_ids=ids, attention_mask=mask, position_ids=pos.clamp(min=0), use_cache=False).logits
-    return logits, mask
+        logits: Tensor = model.hf(
+            input_ids=ids, attention_mask=mask, position_ids=pos.clamp(min=0), use_cache=False
+        ).logits
+    return logits
 
 
 def tokenize_continuations(
@@ -67,8 +75,8 @@ def tail_logprobs(
     Returns:
         ``sum_logprob [B]``.
     """
-    logits, _ = forward_logits(model, seqs, steering_rows, grad=grad)
-    ids, _ = model.pad_left(list(seqs))
+    ids, mask = model.pad_left(list(seqs))
+    logits = _padded_logits(model, ids, mask, steering_rows, grad=grad)
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # predicts tokens 1..T-1
     token_logp = logp.gather(-1, ids[:, 1:, None])[..., 0]  # [B, T-1]
     width = ids.shape[1]

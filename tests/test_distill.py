@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from objectives.testing import FakeBertScorer
+from search.analyze import run_analysis
+from search.config import ConfigError, load_config
+from search.distill import DistillSpec, TargetSpec, best_single_pair, distill_vector, single_tokens
+from search.length import truncations
+from search.run import Scorers
+from steering import SteeringVector
+from steering.model import SteerableModel
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_a_planted_short_pair_is_recovered_from_its_own_vector(tiny: SteerableModel) -> None:
+    tokens = single_tokens(tiny, readable=True)
+    word = tiny.tokenizer.decode([tokens[len(tokens) // 2]])
+    planted = SteeringVector.from_pair(tiny, word, "", 1)
+    spec = DistillSpec(targets=(TargetSpec(1, pair=(word, "")),), max_tokens=1)
+    (row,) = distill_vector(tiny, planted, 3.0, spec, pair=(word, ""))
+    assert row["pair"] == [word, ""] and row["cosine"] > 0.9999
+    assert row["coeff"] == pytest.approx(3.0, rel=1e-3)  # the projection coefficient recovers the scale
+
+
+def test_single_pair_search_with_two_sided_target(tiny: SteerableModel) -> None:
+    tokens = single_tokens(tiny, readable=True)
+    a, b = (tiny.tokenizer.decode([t]) for t in tokens[3:5])
+    goal = SteeringVector.from_pair(tiny, a, b, 0).summed()
+    best = best_single_pair(tiny, 0, goal, tokens, shortlist=len(tokens))
+    assert best.decode(tiny.tokenizer) == (a, b)
+
+
+def test_longer_lengths_search_and_report_text_cosines(tiny: SteerableModel) -> None:
+    pair = ("The bride and the groom", "The team won")
+    target = SteeringVector.from_pair(tiny, *pair, 1)
+    spec = DistillSpec(targets=(TargetSpec(1, pair=pair),), max_tokens=3, steps=3, top_k=8, candidates=16)
+    rows = distill_vector(tiny, target, 1.0, spec, pair=pair)
+    assert [r["tokens"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        text_vec = SteeringVector.from_pair(tiny, *r["pair"], 1)
+        assert max(len(tiny.encode(p)) - 1 for p in r["pair"]) <= r["tokens"]
+        assert text_vec.n_pos >= 2 and -1 <= r["cosine"] <= 1
+
+
+def test_truncations_drop_identical_sides() -> None:
+    got = truncations("I talk about weddings", "I do not talk about weddings")
+    assert got[0] == ("I talk", "I do") and ("I", "I") not in got and len(got) == 5
+
+
+ANALYSIS = f"""
+name: a
+data:
+  gold: {ROOT}/configs/gold/weddings.yaml
+  prompts: {ROOT}/configs/gold/prompts.yaml
+  neutral: {ROOT}/configs/gold/neutral.yaml
+  off_target: {ROOT}/configs/gold/off_target.yaml
+generation: {{max_new_tokens: 4, n: 1}}
+objective: {{terms: [{{metric: bertscore_f1}}]}}
+space: {{learned: {{batch_size: 4}}}}
+compare: {{n: 1, bootstrap: 20}}
+distill:
+  targets:
+    - {{pair: ["The bride and the groom", "The team"], layer: 1, coeff: 4}}
+    - {{learned: {{lr: 0.1, steps: 3, norm_bound: 5}}, layer: 1}}
+  max_tokens: 2
+  steps: 2
+  top_k: 4
+  candidates: 4
+length:
+  layer: 1
+  coeff: 4
+  coeffs: [2, 8]
+  truncate: [["The bride and the groom", "The team won the match"]]
+  pairs: [["wedding", ""]]
+"""
+
+
+def test_analyze_writes_tables_plot_and_report(tiny: SteerableModel, tmp_path: Path) -> None:
+    cfg_path = tmp_path / "a.yaml"
+    cfg_path.write_text(ANALYSIS)
+    cfg, out = load_config(cfg_path), tmp_path / "run"
+    res = run_analysis(cfg, out, model=tiny, scorers=Scorers(bert=FakeBertScorer()))
+    targets = res["distill"]["targets"]
+    assert len(targets) == 2 and targets[1]["target"].startswith("learned L1")
+    assert [r["tokens"] for r in targets[0]["rows"]] == [1, 2] and all("effect_kept" in r for r in targets[0]["rows"])
+    assert list((out / "vectors" / "fitted").glob("*.safetensors"))  # the learned target was saved
+    rows = res["length"]["rows"]
+    assert len(rows) == 4 + 1 and all(r["best_coeff"] in (2.0, 4.0, 8.0) for r in rows)
+    md = (out / "report.md").read_text()
+    assert "## Distillation into short pairs" in md and "## Length vs strength" in md
+    assert (out / "figures" / "length.png").stat().st_size > 1000
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_bad_analysis_configs(tmp_path: Path) -> None:
+    p = tmp_path / "b.yaml"
+    p.write_text("distill: {targets: [{layer: 1}]}\n")
+    with pytest.raises(ConfigError, match="exactly one"):
+        load_config(p)
+    p.write_text("length: {layer: 1, coeff: 2}\n")
+    with pytest.raises(ConfigError, match="truncate"):
+        load_config(p)
+    p.write_text("name: x\n")
+    with pytest.raises(ConfigError, match="distill or a length"):
+        run_analysis(load_config(p), tmp_path / "o")
