@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_bertscore
 	$(BIN)/python -m bench.bench_trials
 	$(BIN)/python -m bench.bench_search
+	$(BIN)/python -m bench.bench_fit
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -82,7 +82,7 @@ class DistillSpec:
 
 def single_tokens(model: SteerableModel, readable: bool) -> list[int]:
     """Allowed tokens whose text round-trips to exactly that one token."""
-    ids = torch.nonzero(allowed_tokens(model, readable))[:, 0].tolist()
+    ids = torch.nonzero(allowed_tokens(model, readable)[0])[:, 0].tolist()
     return [i for i in ids if model.encode(str(model.tokenizer.decode([i])))[1:] == [i]]
 
 

@@ -49,8 +49,12 @@ class MutationResult:
     evaluated: int = 0
 
 
-def allowed_tokens(model: SteerableModel, readable: bool) -> Tensor:
-    return readable_token_mask(model) if readable else any_token_mask(model)
+def allowed_tokens(model: SteerableModel, readable: bool) -> tuple[Tensor, Tensor]:
+    """Masks of substitutions allowed at a prompt's first position and at later ones."""
+    if not readable:
+        anything = any_token_mask(model)
+        return anything, anything
+    return readable_token_mask(model, first=True), readable_token_mask(model, first=False)
 
 
 def round_trips(model: SteerableModel, pair: PairTokens) -> bool:
@@ -69,7 +73,7 @@ def mutations(
     model: SteerableModel,
     pair: PairTokens,
     grads: tuple[Tensor, Tensor],
-    allowed: Tensor,
+    allowed: tuple[Tensor, Tensor],
     *,
     top_k: int,
     n: int,
@@ -77,13 +81,15 @@ def mutations(
 ) -> list[PairTokens]:
     """Up to ``n`` distinct pairs, each one allowed substitution away from ``pair`` and round-tripping.
 
-    Substitutions for a position are its ``top_k`` allowed tokens by gradient (the current token excluded).
+    Substitutions for a position are its ``top_k`` allowed tokens by gradient (the current token excluded);
+    ``allowed`` is ``(at the first position, at later positions)``.
     """
     options: list[tuple[int, int, int]] = []
     for side, (tokens, grad) in enumerate(zip((pair.a, pair.b), grads, strict=True)):
         for pos, current in enumerate(tokens):
             g = grad[pos].clone()
-            g[~allowed[: g.shape[0]]] = -torch.inf
+            mask = allowed[0] if pos == 0 else allowed[1]
+            g[~mask[: g.shape[0]]] = -torch.inf
             g[current] = -torch.inf
             k = min(top_k, int(torch.isfinite(g).sum()))
             options += [(side, pos, int(t)) for t in torch.topk(g, k).indices]

@@ -247,11 +247,27 @@ def _study_sections(run_dir: Path, study: optuna.Study, term_names: list[str], f
 
 
 def analysis_sections(run_dir: Path, figs_dir: Path) -> list[str]:
-    """Distillation table (``distill.json``) and length-vs-strength table and plot (``length.json``)."""
+    """Adversarial runs (``adversarial.json``), distillation table (``distill.json``), and the
+    length-vs-strength table and plot (``length.json``), for whichever the run folder holds."""
     from search.distill import distill_table
     from search.length import fig_length, length_table
 
     md: list[str] = []
+    if (run_dir / "adversarial.json").exists():
+        runs = json.loads((run_dir / "adversarial.json").read_text())["runs"]
+        md += ["", "## Adversarial pairs (GCG mutation)", ""]
+        md.append(
+            "Proxy: gold log-likelihood per token (search split) with the pair's vector at the baseline's layer "
+            "and coefficient. Winners entered the study as pool pairs and were scored by the real objective."
+        )
+        md += ["", "| start | layer, coeff | restart | found | proxy start | proxy found | candidates scored |"]
+        md.append("|---" * 7 + "|")
+        for r in runs:
+            md.append(
+                f"| {r['start'][0]!r} / {r['start'][1]!r} | L{r['layer']}, c{r['coeff']:g} | {r['restart']} | "
+                f"{r['best'][0]!r} / {r['best'][1]!r} | {r['proxy_start']:.3f} | {r['proxy_best']:.3f} | "
+                f"{r['evaluated']} |"
+            )
     if (run_dir / "distill.json").exists():
         report = json.loads((run_dir / "distill.json").read_text())
         md += ["", "## Distillation into short pairs", ""]

@@ -21,7 +21,8 @@ from steering.vector import PairTokens, SteeringVector, resid_at
 VectorScore = Callable[[Tensor], Tensor]
 """``[K, n_pos, d]`` candidate vectors -> ``[K]`` scores (higher is better)."""
 
-READABLE = re.compile(r"^ ?[A-Za-z]+$")
+WORD = re.compile(r"^ ?[A-Za-z]+$")
+SPACED_WORD = re.compile(r"^ [A-Za-z]+$")
 
 
 def embedding_matrix(model: SteerableModel) -> Tensor:
@@ -31,12 +32,15 @@ def embedding_matrix(model: SteerableModel) -> Tensor:
     return weight
 
 
-def readable_token_mask(model: SteerableModel) -> Tensor:
-    """``[V]`` bool: tokens that decode to one plain word (letters, optionally one leading space)."""
+def readable_token_mask(model: SteerableModel, *, first: bool = True) -> Tensor:
+    """``[V]`` bool: tokens that decode to one plain word: letters with one leading space, or, for the first
+    token of a prompt (``first``), letters with or without it. A word piece glued to the previous token
+    ("wedd" + "ings") is not readable; a space-led piece (" toget") still passes, as BPE cannot tell."""
     vocab = embedding_matrix(model).shape[0]
     special = set(model.tokenizer.all_special_ids)
+    pattern = WORD if first else SPACED_WORD
     ok = [
-        i < len(model.tokenizer) and i not in special and bool(READABLE.match(str(model.tokenizer.decode([i]))))
+        i < len(model.tokenizer) and i not in special and bool(pattern.match(str(model.tokenizer.decode([i]))))
         for i in range(vocab)
     ]
     return torch.tensor(ok)

@@ -19,6 +19,9 @@ def test_shipped_config_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -
     cfg = load_config(path)
     assert cfg.name == path.stem
     load_data(cfg)
+    if cfg.pairs is None:  # an analysis-only config (`steersearch analyze`)
+        assert cfg.distill is not None or cfg.length is not None
+        return
     pool = full_pool(cfg)
     assert pool and all(p.label in {q.label for q in pool} for p in pool)
     if cfg.study.sampler == "grid":
@@ -29,3 +32,4 @@ def test_shipped_config_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_all_expected_configs_ship() -> None:
     names = {p.stem for p in CONFIGS}
     assert {"quickstart", "frac-coeff-sweep", "gpt2-xl-weddings", "love", "calm"} <= names
+    assert {"learned-weddings", "adversarial-weddings", "distill-weddings"} <= names

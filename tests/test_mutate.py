@@ -23,8 +23,15 @@ def test_candidates_differ_in_one_position_and_stay_readable(tiny: SteerableMode
     for c in cands:
         assert len(c.a) == len(parent.a) and len(c.b) == len(parent.b)
         assert _n_diff(c, parent) == 1
-        changed = [t for s, t in zip(parent.a + parent.b, c.a + c.b, strict=True) if s != t][0]
-        assert allowed[changed] and tiny.tokenizer.decode([changed]).strip().isalpha()
+        (pos, new), *_ = [
+            (i, t)
+            for old, cur in ((parent.a, c.a), (parent.b, c.b))
+            for i, (s, t) in enumerate(zip(old, cur, strict=True))
+            if s != t
+        ]
+        text = tiny.tokenizer.decode([new])
+        assert text.strip().isalpha() and (pos == 0 or text.startswith(" "))  # a word, never a glued piece
+        assert allowed[0 if pos == 0 else 1][new]
         assert round_trips(tiny, c)
 
 
@@ -33,12 +40,12 @@ def test_gcg_recovers_a_planted_one_substitution_target(tiny: SteerableModel) ->
     allowed = allowed_tokens(tiny, readable=True)
     swap = next(
         int(t)
-        for t in torch.nonzero(allowed)[:, 0]
+        for t in torch.nonzero(allowed[1])[:, 0]
         if round_trips(tiny, substitute(start, 0, 2, int(t))) and int(t) != start.a[2]
     )
     planted = substitute(start, 0, 2, swap)
     score = cosine_score(pair_vectors(tiny, [planted], 1)[0])
-    vocab = int(allowed.shape[0])
+    vocab = int(allowed[0].shape[0])
     res = gcg(tiny, start, 1, score, MutationConfig(steps=2, top_k=vocab, candidates=100_000))  # exhaustive
     assert res.best == planted and res.best_score > 0.9999 > res.start_score
 

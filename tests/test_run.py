@@ -263,6 +263,7 @@ def test_learned_and_adversarial_candidates_enter_the_study(tiny: SteerableModel
     assert {"hand-written", "learned"} <= sources
     if adv[0]["best"] != adv[0]["start"]:  # the winner was enqueued and judged by the real objective
         assert "adversarial" in sources and study.trials[1].user_attrs.get("adversarial")
+    assert "## Adversarial pairs" in (out / "report.md").read_text()
     fitted = list((out / "vectors" / "fitted").glob("*.safetensors"))
     assert len(fitted) == sum(r["kind"] == "learned" for r in records) > 0
     assert load_config(out / "config.yaml") == cfg
