@@ -81,9 +81,17 @@ def methods_for(
     return methods
 
 
+def _source_label(r: dict[str, Any]) -> str:
+    source = str(r.get("source", "hand-written"))
+    if source == "learned" and r.get("fit"):
+        return f"learned ({'fine-tuned pair' if r['fit']['init'] == 'pair' else 'from zeros'})"
+    return source
+
+
 def best_per_source(study: optuna.Study) -> dict[str, tuple[int, list[dict[str, Any]]]]:
     """The best complete trial (number, candidate record) per candidate source: ``hand-written``,
-    ``template``, ``adversarial``, ``learned``; several additions count as ``mixed`` unless they agree.
+    ``template``, ``adversarial``, ``learned (from zeros)``, ``learned (fine-tuned pair)``; several
+    additions count as ``mixed`` unless they agree.
     Selection uses search-split values only. Single-objective studies."""
     best: dict[str, tuple[float, int, list[dict[str, Any]]]] = {}
     sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
@@ -91,7 +99,7 @@ def best_per_source(study: optuna.Study) -> dict[str, tuple[int, list[dict[str, 
         record = t.user_attrs.get("candidate")
         if not record or t.value is None or not math.isfinite(t.value):
             continue
-        sources = {r.get("source", "hand-written") for r in record}
+        sources = {_source_label(r) for r in record}
         source = sources.pop() if len(sources) == 1 else "mixed"
         if source not in best or sign * t.value > sign * best[source][0]:
             best[source] = (t.value, t.number, record)

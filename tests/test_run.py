@@ -269,7 +269,7 @@ def test_learned_and_adversarial_candidates_enter_the_study(tiny: SteerableModel
     assert load_config(out / "config.yaml") == cfg
     report = run_compare(cfg, out, model=tiny, scorers=scorers)
     names = list(report["methods"])
-    assert any(n.startswith("best learned") or (n.startswith("best (trial") and "learned L" in n) for n in names)
+    assert any(n.startswith("best learned (") or (n.startswith("best (trial") and "learned L" in n) for n in names)
     # Resuming reuses the adversarial runs and the fitted vectors (nothing is fitted or mutated again).
     mtime = (out / "adversarial.json").stat().st_mtime
     again = run_search(cfg, out=out, model=tiny, scorers=scorers, n_trials=9, progress=False)
