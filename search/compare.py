@@ -117,9 +117,11 @@ def evaluate_method(
     embed_refs: Any,
     ppl: PerplexityRatio,
     kl: OffTargetKL,
+    split: str = "heldout",
 ) -> tuple[dict[str, dict[str, float]], list[str]]:
-    prompts = list(data.prompts.heldout)
-    gen = dataclasses.replace(cfg.generation, n=cfg.compare.n, seed=cfg.compare.seed, first_sample=0)
+    prompts = list(data.prompts.part(split))
+    seed = cfg.compare.seed if split == "heldout" else cfg.generation.seed
+    gen = dataclasses.replace(cfg.generation, n=cfg.compare.n, seed=seed, first_sample=0)
     texts = [t for row in generate(model, [method.prefix + p for p in prompts], method.steering, gen) for t in row]
     per_item: dict[str, np.ndarray] = {}
     if scorers.bert is not None:
@@ -166,18 +168,30 @@ def _mean_of(values: np.ndarray) -> Callable[[np.ndarray], float]:
     return mean
 
 
-class HeldoutEvaluator:
-    """Measures any intervention the way ``compare`` does: held-out prompts, seeds, gold passages, neutral
-    text and off-target prompts, bootstrap CIs, and the config's objective on the point estimates.
+class SplitEvaluator:
+    """Measures any intervention the way ``compare`` does, on one split: its prompts, gold passages, neutral
+    text and off-target prompts (held-out: the ``compare.seed``; search: the generation seed),
+    ``compare.n`` samples per prompt, bootstrap CIs, and the config's objective on the point estimates.
     Built once (references encoded once); ``distill`` and ``length`` analyses use it too."""
 
-    def __init__(self, cfg: ExperimentConfig, data: ExperimentData, model: SteerableModel, scorers: Scorers) -> None:
-        self.cfg, self.data, self.model, self.scorers = cfg, data, model, scorers
-        heldout_gold = data.gold.passages.heldout
-        self.refs = scorers.bert.references(heldout_gold) if scorers.bert is not None else None
-        self.embed_refs = scorers.embedder.references(heldout_gold) if scorers.embedder is not None else None
-        self.ppl, self.kl = PerplexityRatio(data.neutral.heldout), OffTargetKL(data.off_target.heldout)
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        data: ExperimentData,
+        model: SteerableModel,
+        scorers: Scorers,
+        split: str = "heldout",
+    ) -> None:
+        self.cfg, self.data, self.model, self.scorers, self.split = cfg, data, model, scorers, split
+        gold = data.gold.passages.part(split)
+        self.refs = scorers.bert.references(gold) if scorers.bert is not None else None
+        self.embed_refs = scorers.embedder.references(gold) if scorers.embedder is not None else None
+        self.ppl, self.kl = PerplexityRatio(data.neutral.part(split)), OffTargetKL(data.off_target.part(split))
         self.objective = Objective(cfg.objective)
+
+    def on(self, split: str) -> SplitEvaluator:
+        """The same model and scorers on another split."""
+        return SplitEvaluator(self.cfg, self.data, self.model, self.scorers, split)
 
     @torch.no_grad()
     def __call__(self, method: Method) -> tuple[dict[str, Any], list[str]]:
@@ -192,6 +206,7 @@ class HeldoutEvaluator:
             embed_refs=self.embed_refs,
             ppl=self.ppl,
             kl=self.kl,
+            split=self.split,
         )
         # Corpus-level distinct-n is not a mean over completions, so resampling would bias it; it is
         # reported as a point estimate (rep_rate is its per-completion counterpart, with a CI).
@@ -203,13 +218,13 @@ class HeldoutEvaluator:
 
 def build_heldout(
     cfg: ExperimentConfig, *, model: SteerableModel | None = None, scorers: Scorers | None = None
-) -> HeldoutEvaluator:
+) -> SplitEvaluator:
     from search.run import load_experiment_model, metrics_for
 
     data = load_data(cfg)
     model = model or load_experiment_model(cfg)
     scorers = scorers or Scorers.build(cfg, metrics_for(cfg, data), data)
-    return HeldoutEvaluator(cfg, data, model, scorers)
+    return SplitEvaluator(cfg, data, model, scorers, "heldout")
 
 
 def run_compare(

@@ -6,7 +6,9 @@ points, and measure how much of the target's effect it keeps.
   combination scored exactly); longer pairs by GCG on the cosine (``search.mutate``), started from the
   previous length's winner extended by one token and, for a pair target, from its own truncation.
 - Strength: the short pair is added at the target's positions with the projection coefficient
-  ``c* = <s, t> / |s|^2`` (so ``c* s`` is the part of ``t`` along ``s``).
+  ``c* = <s, t> / |s|^2`` (so ``c* s`` is the part of ``t`` along ``s``) times the multiplier from
+  ``coeff_scales`` that scores best on the *search* split (a matched direction does not mean a matched
+  effect: per-position placement and LayerNorm differ between a long and a short pair).
 - Effect kept: ``(objective(short) - objective(unsteered)) / (objective(target) - objective(unsteered))`` on
   the held-out split (``compare``'s evaluator, with CIs on every metric).
 
@@ -31,7 +33,7 @@ from steering.tokens import cosine_score
 from steering.vector import PairTokens, resid_pre
 
 if TYPE_CHECKING:
-    from search.compare import HeldoutEvaluator
+    from search.compare import SplitEvaluator
     from search.vectors import VectorCache
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class TargetSpec:
 class DistillSpec:
     targets: tuple[TargetSpec, ...]
     max_tokens: int = 3
+    coeff_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     shortlist: int = 128
     steps: int = 16
     top_k: int = 32
@@ -74,6 +77,8 @@ class DistillSpec:
             raise ValueError("distill needs at least one target")
         if self.max_tokens < 1 or self.shortlist < 1:
             raise ValueError("max_tokens and shortlist must be >= 1")
+        if not self.coeff_scales or min(self.coeff_scales) <= 0:
+            raise ValueError("coeff_scales needs positive multipliers")
         self.mutation()
 
     def mutation(self) -> MutationConfig:
@@ -162,11 +167,12 @@ def distill_vector(
     return rows
 
 
-def run_distill(spec: DistillSpec, heldout: HeldoutEvaluator, vectors: VectorCache) -> dict[str, Any]:
-    """Distil each target and measure target, unsteered and every short pair on the held-out split."""
+def run_distill(spec: DistillSpec, heldout: SplitEvaluator, vectors: VectorCache) -> dict[str, Any]:
+    """Distil each target; choose each short pair's coefficient on the search split; measure target,
+    unsteered and every short pair on the held-out split."""
     from search.compare import Method
 
-    model = heldout.model
+    model, search = heldout.model, heldout.on("search")
     base, _ = heldout(Method("unsteered", []))
     out: list[dict[str, Any]] = []
     for target in spec.targets:
@@ -179,6 +185,13 @@ def run_distill(spec: DistillSpec, heldout: HeldoutEvaluator, vectors: VectorCac
         gain = _objective(measured) - _objective(base)
         for row in rows:
             short = SteeringVector.from_pair(model, row["pair"][0], row["pair"][1], target.layer)
+            row["projection_coeff"] = row["coeff"]
+            on_search = {
+                k: _objective(search(Method("", [Addition(short, k * row["coeff"], positions)]))[0])
+                for k in spec.coeff_scales
+            }
+            row["search_objective_by_scale"] = {str(k): v for k, v in on_search.items()}
+            row["coeff"] = max(on_search, key=on_search.__getitem__) * row["projection_coeff"]
             row["heldout"], _ = heldout(Method(f"{row['tokens']} tokens", [Addition(short, row["coeff"], positions)]))
             row["effect_kept"] = (_objective(row["heldout"]) - _objective(base)) / gain if gain else None
         out.append(

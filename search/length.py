@@ -1,8 +1,9 @@
 """Length vs strength: for pairs of increasing length (word-level truncations of long pairs, and
 paraphrases), the vector's norm, the objective at a fixed coefficient, and the best coefficient on a grid.
 
-All measurements use ``compare``'s held-out evaluator. The best coefficient is chosen on that same split,
-so it describes these pairs; it is not a held-out claim about a selection.
+The best coefficient is chosen on the search split (every grid value is measured there); the objective at
+the fixed coefficient and at the chosen one are then measured on the held-out split with ``compare``'s
+evaluator, so no held-out number is a selection's own score.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from steering import Addition, Positions, SteeringVector  # noqa: E402
 
 if TYPE_CHECKING:
-    from search.compare import HeldoutEvaluator
+    from search.compare import SplitEvaluator
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,10 @@ def truncations(a: str, b: str) -> list[tuple[str, str]]:
     return out
 
 
-def run_length(spec: LengthSpec, heldout: HeldoutEvaluator) -> dict[str, Any]:
+def run_length(spec: LengthSpec, heldout: SplitEvaluator) -> dict[str, Any]:
     from search.compare import Method
 
-    model = heldout.model
+    model, search = heldout.model, heldout.on("search")
     todo = [(p, f"truncation of {t[0]!r} / {t[1]!r}") for t in spec.truncate for p in truncations(*t)]
     todo += [(p, "as given") for p in spec.pairs]
     positions = Positions.parse(spec.positions)
@@ -69,11 +70,12 @@ def run_length(spec: LengthSpec, heldout: HeldoutEvaluator) -> dict[str, Any]:
     rows = []
     for (a, b), origin in todo:
         vec = SteeringVector.from_pair(model, a, b, spec.layer)
-        by_coeff = {}
-        for c in coeffs:
-            result, _ = heldout(Method(f"{a!r}/{b!r} c{c:g}", [Addition(vec, c, positions)]))
-            by_coeff[c] = result
-        best = max(coeffs, key=lambda c: by_coeff[c]["objective"])
+        on_search = {c: search(Method("", [Addition(vec, c, positions)]))[0]["objective"] for c in coeffs}
+        best = max(coeffs, key=on_search.__getitem__)
+        by_coeff = {
+            c: heldout(Method(f"{a!r}/{b!r} c{c:g}", [Addition(vec, c, positions)]))[0]
+            for c in sorted({spec.coeff, best})
+        }
         rows.append(
             {
                 "pair": [a, b],
@@ -85,7 +87,7 @@ def run_length(spec: LengthSpec, heldout: HeldoutEvaluator) -> dict[str, Any]:
                 "bertscore_f1_at_coeff": by_coeff[spec.coeff]["metrics"].get("bertscore_f1"),
                 "best_coeff": best,
                 "objective_at_best": by_coeff[best]["objective"],
-                "objective_by_coeff": {str(c): by_coeff[c]["objective"] for c in coeffs},
+                "search_objective_by_coeff": {str(c): v for c, v in on_search.items()},
             }
         )
         logger.info(
@@ -144,7 +146,11 @@ def fig_length(report: dict[str, Any], path: Path) -> Path:
     axes[1].axhline(report["unsteered_objective"], color="grey", linestyle=":", label="unsteered")
     for ax, title in zip(
         axes,
-        ("vector norm (all positions)", f"objective at coeff {report['coeff']:g}", "best coefficient (grid)"),
+        (
+            "vector norm (all positions)",
+            f"held-out objective at coeff {report['coeff']:g}",
+            "best coefficient (grid, search split)",
+        ),
         strict=True,
     ):
         ax.set_xlabel("tokens per side (longer side)")

@@ -273,7 +273,8 @@ def analysis_sections(run_dir: Path, figs_dir: Path) -> list[str]:
         md += ["", "## Distillation into short pairs", ""]
         md.append(
             "Short pairs searched by cosine to the target vector (position-summed, at the target's layer), added "
-            "at the projection coefficient; objective and BERTScore F1 [95% CI] on the held-out split. Effect "
+            "at the projection coefficient times the multiplier best on the search split; objective and "
+            "BERTScore F1 [95% CI] on the held-out split. Effect "
             "kept = (short - unsteered) / (target - unsteered) of the objective."
         )
         md += ["", distill_table(report)]
@@ -282,8 +283,8 @@ def analysis_sections(run_dir: Path, figs_dir: Path) -> list[str]:
         path = fig_length(report, figs_dir / "length.png")
         md += ["", "## Length vs strength", ""]
         md.append(
-            f"Layer {report['layer']}, positions {report['positions']}; held-out split. The best coefficient is "
-            f"chosen on the same split from {report['coeffs']} (descriptive, not a held-out claim)."
+            f"Layer {report['layer']}, positions {report['positions']}. The best coefficient is chosen on the "
+            f"search split from {report['coeffs']}; objectives are held-out."
         )
         md += ["", length_table(report), "", f"![Length vs strength](figures/{path.name})"]
     return md

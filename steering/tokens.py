@@ -21,7 +21,7 @@ from steering.vector import PairTokens, SteeringVector, resid_at
 VectorScore = Callable[[Tensor], Tensor]
 """``[K, n_pos, d]`` candidate vectors -> ``[K]`` scores (higher is better)."""
 
-WORD = re.compile(r"^ ?[A-Za-z]+$")
+WORD = re.compile(r"^( [A-Za-z]+|[A-Z][a-z]*)$")
 SPACED_WORD = re.compile(r"^ [A-Za-z]+$")
 
 
@@ -34,8 +34,9 @@ def embedding_matrix(model: SteerableModel) -> Tensor:
 
 def readable_token_mask(model: SteerableModel, *, first: bool = True) -> Tensor:
     """``[V]`` bool: tokens that decode to one plain word: letters with one leading space, or, for the first
-    token of a prompt (``first``), letters with or without it. A word piece glued to the previous token
-    ("wedd" + "ings") is not readable; a space-led piece (" toget") still passes, as BPE cannot tell."""
+    token of a prompt (``first``), also a capitalised word without it ("The", "I"). A word piece glued to
+    the previous token ("wedd" + "ings", "ongs") is not readable; a space-led piece (" toget") still passes,
+    as a BPE vocabulary cannot tell it from a word."""
     vocab = embedding_matrix(model).shape[0]
     special = set(model.tokenizer.all_special_ids)
     pattern = WORD if first else SPACED_WORD

@@ -66,5 +66,9 @@ def test_token_masks(tiny: SteerableModel) -> None:
     readable, anything = readable_token_mask(tiny), any_token_mask(tiny)
     assert 0 < int(readable.sum()) < int(anything.sum())
     for i in torch.nonzero(readable)[:, 0].tolist():
-        assert tiny.tokenizer.decode([i]).strip().isalpha()
+        text = tiny.tokenizer.decode([i])
+        assert text.strip().isalpha() and (text.startswith(" ") or text[0].isupper())
+    later = readable_token_mask(tiny, first=False)
+    assert int(later.sum()) < int(readable.sum())
+    assert all(tiny.tokenizer.decode([i]).startswith(" ") for i in torch.nonzero(later)[:, 0].tolist())
     assert not anything[tiny.bos_token_id]
