@@ -259,6 +259,11 @@ def run_compare(
     return report
 
 
+def fmt_ci(v: dict[str, float] | None) -> str:
+    """``mean [lo, hi]`` of one metric's estimate, or ``–`` when it was not measured."""
+    return f"{v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]" if v else "–"
+
+
 def table(report: dict[str, Any], metrics: Sequence[str]) -> str:
     """Markdown table: one row per method, ``mean [lo, hi]`` per metric."""
     head = "| method | " + " | ".join(metrics) + " |"
@@ -267,6 +272,6 @@ def table(report: dict[str, Any], metrics: Sequence[str]) -> str:
         cells = []
         for m in metrics:
             v = r["metrics"].get(m)
-            cells.append(f"{v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]" if v else "–")
+            cells.append(fmt_ci(v))
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)

@@ -237,5 +237,6 @@ def distill_table(report: dict[str, Any]) -> str:
 
 
 def _ci(result: dict[str, Any], metric: str) -> str:
-    v = result["metrics"].get(metric)
-    return f"{v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]" if v else "–"
+    from search.compare import fmt_ci
+
+    return fmt_ci(result["metrics"].get(metric))

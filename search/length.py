@@ -110,6 +110,8 @@ def run_length(spec: LengthSpec, heldout: SplitEvaluator) -> dict[str, Any]:
 
 
 def length_table(report: dict[str, Any]) -> str:
+    from search.compare import fmt_ci
+
     c = report["coeff"]
     head = (
         f"| pair | origin | tokens | norm | objective at coeff {c:g} | BERTScore F1 at {c:g} | best coeff | "
@@ -117,8 +119,7 @@ def length_table(report: dict[str, Any]) -> str:
     )
     lines = [head, "|---" * 8 + "|"]
     for r in sorted(report["rows"], key=lambda r: (r["origin"], r["tokens"])):
-        f1 = r["bertscore_f1_at_coeff"]
-        f1s = f"{f1['mean']:.3f} [{f1['lo']:.3f}, {f1['hi']:.3f}]" if f1 else "–"
+        f1s = fmt_ci(r["bertscore_f1_at_coeff"])
         lines.append(
             f"| {r['pair'][0]!r} / {r['pair'][1]!r} | {r['origin']} | {r['tokens']} | {r['norm']:.1f} | "
             f"{r['objective_at_coeff']:.4f} | {f1s} | {r['best_coeff']:g} | {r['objective_at_best']:.4f} |"
