@@ -57,8 +57,10 @@ def methods_for(
     cfg: ExperimentConfig, run_dir: Path, model: SteerableModel, vectors: VectorCache, gold_name: str
 ) -> list[Method]:
     methods = [Method("unsteered", [])]
+    baselines = set()
     for b in cfg.baselines:
         choice = AdditionChoice(Pair(b.pair[0], b.pair[1]), b.layer, b.coeff, b.frac, b.mask, b.positions)
+        baselines.add(Candidate((choice,)))
         name = f"hand-written: {b.pair[0]!r} / {b.pair[1]!r} (layer {b.layer}, coeff {b.coeff:g})"
         methods.append(Method(name, Candidate((choice,)).steering(model, vectors)))
     prefix = cfg.compare.prefix if cfg.compare.prefix is not None else f"Let me tell you about {gold_name}. "
@@ -73,7 +75,7 @@ def methods_for(
         except FileNotFoundError:  # best.json without its study: nothing to group
             per_source = {}
         for source, (number, record) in per_source.items():
-            if number not in shown:
+            if number not in shown and Candidate.from_record(record) not in baselines:  # not a row already
                 chosen.append((f"best {source} (trial {number})", number, record))
     for label, _, record in chosen:
         cand = Candidate.from_record(record)

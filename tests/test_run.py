@@ -154,6 +154,7 @@ def test_compare_on_heldout_with_cis(tiny: SteerableModel, tmp_path: Path) -> No
     names = list(report["methods"])
     assert names[0] == "unsteered" and names[1].startswith("hand-written") and names[2].startswith("prompting")
     assert any(n.startswith("best (trial") for n in names)
+    assert not any("(trial 0)" in n for n in names[3:])  # trial 0 is the baseline, already a row of its own
     for r in report["methods"].values():
         assert 0 < r["corpus"]["distinct_2"] <= 1
         for m in ("bertscore_f1", "keyword_rate", "ppl_ratio", "kl", "rep_rate"):
