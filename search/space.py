@@ -121,8 +121,9 @@ class LearnedSpec:
         if not self.init or any(i not in INITS for i in self.init):
             raise ValueError(f"init must list some of {', '.join(INITS)}, got {list(self.init)}")
         Positions.parse(self.positions)
-        if self.lr.log is False and (self.lr.low or 0) <= 0 and not self.lr.values:
-            raise ValueError("lr must be > 0")
+        for name, r in (("lr", self.lr), ("norm_bound", self.norm_bound)):
+            if min(r.values or (r.low or 0.0,)) <= 0:
+                raise ValueError(f"{name} must be > 0")
         if self.steps.low < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
 
