@@ -8,6 +8,7 @@ Results are written to ``adversarial.json`` in the run folder and reused on resu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -103,8 +104,17 @@ def load_or_mutate(
     spec: AdversarialSpec,
 ) -> list[dict[str, Any]]:
     """The records in ``path`` if a previous run wrote them (resume), else run and write them."""
+    made_with = {"starts": [dataclasses.asdict(s) for s in starts], "spec": dataclasses.asdict(spec)}
+    made_with = json.loads(json.dumps(made_with))  # tuples -> lists, as read back
     if path.exists():
-        return list(json.loads(path.read_text())["runs"])
+        saved = json.loads(path.read_text())
+        if saved.get("made_with") != made_with:
+            raise ValueError(
+                f"{path} was made with other baselines or adversarial settings; the study's pair pool depends "
+                "on it, so run the changed config into a new --out folder"
+            )
+        return list(saved["runs"])
     records = mutate_pairs(model, starts, rows, spec)
-    write_text(path, json.dumps({"proxy": "gold log-likelihood per token (search split)", "runs": records}, indent=2))
+    proxy = "gold log-likelihood per token (search split)"
+    write_text(path, json.dumps({"proxy": proxy, "made_with": made_with, "runs": records}, indent=2))
     return records

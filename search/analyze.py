@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from objectives import Objective
 from search.compare import build_heldout
 from search.config import ConfigError, ExperimentConfig
 from search.distill import run_distill
@@ -30,6 +31,8 @@ def run_analysis(
     """Run the config's ``distill`` and ``length`` sections; returns ``{"distill": ..., "length": ...}``."""
     if cfg.distill is None and cfg.length is None:
         raise ConfigError("analyze needs a distill or a length section in the config")
+    if len(Objective(cfg.objective).directions) > 1:
+        raise ConfigError("objective: analyze compares single objective values; use kind: scalar")
     heldout = build_heldout(cfg, model=model, scorers=scorers)
     for layer in [t.layer for t in cfg.distill.targets] if cfg.distill else []:
         heldout.model.check_layer(layer)

@@ -96,6 +96,8 @@ def best_per_source(study: optuna.Study) -> dict[str, tuple[int, list[dict[str, 
     additions count as ``mixed`` unless they agree.
     Selection uses search-split values only. Single-objective studies."""
     best: dict[str, tuple[float, int, list[dict[str, Any]]]] = {}
+    if len(study.directions) > 1:
+        return {}
     sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         record = t.user_attrs.get("candidate")

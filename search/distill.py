@@ -147,6 +147,9 @@ def distill_vector(
         starts = [single] if n == 1 else [s for s in (_extend(model, prev, single, tokens),) if s is not None]
         if pair is not None and n > 1:
             starts += [s for s in (_truncation(model, pair, n),) if s is not None]
+        if not starts:  # no n-token pair that round-trips could be built: stop rather than mislabel a row
+            logger.warning("distill: no %d-token start pair round-trips; stopping at %d tokens", n, n - 1)
+            break
         found = [gcg(model, s, layer, score, spec.mutation()) for s in starts] if n > 1 else []
         best = max(found, key=lambda r: r.best_score).best if found else single
         prev = best

@@ -226,7 +226,7 @@ def save_best_vectors(best: dict[str, Any], model: SteerableModel, vectors: Vect
             meta = {
                 **add.vector.metadata,
                 "trial": entry["number"],
-                "coeff": choice.coeff,
+                "coeff": add.coeff,  # what is applied (1 for a learned vector)
                 "frac": choice.frac,
                 "mask": choice.mask,
                 "positions": choice.positions,

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from steering import Addition, MaskMode, Positions, SteeringVector
+from steering import Addition, MaskMode, PositionMode, Positions, SteeringVector
 from steering.model import SteerableModel
 
 KINDS = ("pair", "learned")
@@ -120,7 +120,8 @@ class LearnedSpec:
     def __post_init__(self) -> None:
         if not self.init or any(i not in INITS for i in self.init):
             raise ValueError(f"init must list some of {', '.join(INITS)}, got {list(self.init)}")
-        Positions.parse(self.positions)
+        if Positions.parse(self.positions).mode is PositionMode.FRONT:
+            raise ValueError("learned positions must be 'all' or 'from:K' (a fine-tuned pair keeps front itself)")
         for name, r in (("lr", self.lr), ("norm_bound", self.norm_bound)):
             if min(r.values or (r.low or 0.0,)) <= 0:
                 raise ValueError(f"{name} must be > 0")
@@ -174,6 +175,13 @@ class FitChoice:
     norm_bound: float
     init: str = "zeros"
     positions: str = "from:1"
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        front = Positions.parse(self.positions).mode is PositionMode.FRONT
+        if front != (self.init == "pair"):
+            raise ValueError("a fine-tuned pair is fitted at front positions; a vector from zeros at 'all'/'from:K'")
 
 
 @dataclass(frozen=True)

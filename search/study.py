@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from search.config import BaselineSpec, StudySpec
-from search.space import Pair, SpaceSpec
+from search.space import FloatRange, Pair, SpaceSpec
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +102,30 @@ def make_pruner(spec: StudySpec, n_objectives: int) -> optuna.pruners.BasePruner
     raise AssertionError(spec.pruner)
 
 
+def outside_space(b: BaselineSpec, space: SpaceSpec) -> str | None:
+    """Why the trial for ``b`` could not run ``b`` exactly (a dimension it sets outside what the space
+    allows), or None. Such a baseline stays a comparison row but is not enqueued as a trial."""
+
+    def allowed(r: FloatRange, v: float) -> bool:
+        return v in r.values if r.values else r.low <= v <= r.high  # type: ignore[operator]
+
+    checks = [
+        ("kind", "pair" in space.kinds),
+        ("layer", space.layer.low <= b.layer <= space.layer.high),
+        ("coeff", allowed(space.coeff, b.coeff)),
+        ("frac", allowed(space.frac, b.frac)),
+        ("mask", b.mask in space.masks),
+        ("positions", b.positions in space.positions),
+    ]
+    bad = [name for name, ok in checks if not ok]
+    return f"its {', '.join(bad)} lies outside the search space" if bad else None
+
+
 def baseline_params(b: BaselineSpec, space: SpaceSpec) -> dict[str, Any]:
     """The parameters that enqueue a hand-written intervention (only those the space varies)."""
     params: dict[str, Any] = {"pair": Pair(*b.pair).label}
+    if space.n_additions.varies:
+        params["n_additions"] = 1
     if len(space.kinds) > 1:
         params["kind"] = "pair"
     if space.layer.varies:
@@ -138,23 +159,30 @@ def open_study(
 
 
 def enqueue_baselines(study: optuna.Study, baselines: Sequence[BaselineSpec], space: SpaceSpec) -> int:
-    """Enqueue each hand-written intervention once per study (skipped on resume)."""
-    if "pair" not in space.kinds:
-        return 0  # a learned-only space: the baselines are comparison rows only
-    for b in baselines:
-        study.enqueue_trial(baseline_params(b, space), user_attrs={"baseline": True}, skip_if_exists=True)
-    return len(baselines)
+    """Enqueue each hand-written intervention once per study (skipped on resume); one the space cannot
+    express exactly stays a comparison row only (logged)."""
+    return _enqueue(study, baselines, space, {"baseline": True})
+
+
+def _enqueue(study: optuna.Study, specs: Sequence[BaselineSpec], space: SpaceSpec, attrs: dict[str, Any]) -> int:
+    n = 0
+    for b in specs:
+        reason = outside_space(b, space)
+        if reason:
+            logger.warning("not enqueued as a trial: %r / %r (%s)", b.pair[0], b.pair[1], reason)
+            continue
+        study.enqueue_trial(baseline_params(b, space), user_attrs=attrs, skip_if_exists=True)
+        n += 1
+    return n
 
 
 def enqueue_adversarial(study: optuna.Study, path: Path, space: SpaceSpec) -> int:
     """Enqueue each adversarial winner (``adversarial.json``) at the layer and coefficient it was found at."""
-    if not path.exists() or "pair" not in space.kinds:
+    if not path.exists():
         return 0
     runs = [r for r in json.loads(path.read_text())["runs"] if r["best"] != r["start"]]
-    for r in runs:
-        spec = BaselineSpec(tuple(r["best"]), r["layer"], r["coeff"], positions=r["positions"])  # type: ignore[arg-type]
-        study.enqueue_trial(baseline_params(spec, space), user_attrs={"adversarial": True}, skip_if_exists=True)
-    return len(runs)
+    specs = [BaselineSpec((r["best"][0], r["best"][1]), r["layer"], r["coeff"], positions=r["positions"]) for r in runs]
+    return _enqueue(study, specs, space, {"adversarial": True})
 
 
 def n_finished(study: optuna.Study) -> int:

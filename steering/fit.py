@@ -37,7 +37,9 @@ class FitConfig:
         lr: Adam learning rate.
         steps: maximum optimiser steps.
         batch_size: rows per step, drawn (seeded) from promote and suppress each; all rows if fewer.
-        norm_bound: after each step the vector is scaled back onto ``‖v‖ <= norm_bound`` (Frobenius norm).
+        norm_bound: after each step the vector is scaled back onto ``‖v‖ <= norm_bound`` (Frobenius norm);
+            when fine-tuning from ``init``, onto ``max(norm_bound, ‖start‖)``, so the bound caps growth and
+            never shrinks the starting vector.
         norm_penalty: ``norm_penalty * ‖v‖²`` is added to the loss.
         suppress_weight: weight of the suppressed rows' mean log-likelihood in the loss.
         target_loss: stop early once a step's loss is at or below this.
@@ -138,6 +140,9 @@ def fit_vector(
     positions = Positions.parse(config.positions)
     start = initial_tensor(model, positions, init, config.init_scale, config.seed) * init_coeff
     param = torch.nn.Parameter(start)
+    bound = (
+        None if config.norm_bound is None else max(config.norm_bound, float(start.norm()) if init is not None else 0.0)
+    )
     opt = torch.optim.Adam([param], lr=config.lr)
     pos_rows, neg_rows = _Rows(model, promote), _Rows(model, suppress)
     gen = torch.Generator().manual_seed(config.seed)
@@ -157,11 +162,11 @@ def fit_vector(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if config.norm_bound is not None:
+        if bound is not None:
             with torch.no_grad():
                 norm = float(param.norm())
-                if norm > config.norm_bound:
-                    param.mul_(config.norm_bound / norm)
+                if norm > bound:
+                    param.mul_(bound / norm)
         losses.append(float(loss.detach()))
         if not math.isfinite(losses[-1]):
             raise FloatingPointError(f"fit diverged at step {len(losses)} (loss {losses[-1]}); lower lr")
@@ -174,6 +179,7 @@ def fit_vector(
         "lr": config.lr,
         "steps_run": len(losses),
         "norm_bound": config.norm_bound,
+        "norm_bound_applied": bound,
         "norm_penalty": config.norm_penalty,
         "positions": str(positions),
         "seed": config.seed,

@@ -86,6 +86,9 @@ def token_gradients(model: SteerableModel, pair: PairTokens, layer: int, score: 
     """
     emb = embedding_matrix(model)  # [V, d], frozen
     ids = pair.padded(model.bos_token_id).to(model.device)  # [2, W]
+    embed = model.hf.get_input_embeddings()
+    # Some embedding modules scale their output (Gemma 3's ``embed_scale``); the relaxed rows must match.
+    scale = getattr(embed, "embed_scale", 1.0)
     onehots = []
     rows = []
     for r, side in enumerate((pair.a, pair.b)):
@@ -94,8 +97,8 @@ def token_gradients(model: SteerableModel, pair: PairTokens, layer: int, score: 
             onehot[torch.arange(len(side)), torch.tensor(side, device=model.device)] = 1.0
         onehot.requires_grad_(True)
         onehots.append(onehot)
-        fixed = emb[ids[r]]  # [W, d]
-        rows.append(torch.cat([fixed[:1], onehot @ emb, fixed[1 + len(side) :]]))
+        fixed = embed(ids[r])  # [W, d], exactly what the ids path feeds the model
+        rows.append(torch.cat([fixed[:1], (onehot @ emb) * scale, fixed[1 + len(side) :]]))
     with torch.enable_grad():
         acts = resid_at(model, layer, inputs_embeds=torch.stack(rows))  # [2, W, d]
         value = score((acts[0] - acts[1]).float()[None])[0]

@@ -89,9 +89,14 @@ class SteeringVector:
         """Write ``path.safetensors`` and ``path.json`` (the suffix of ``path`` is ignored)."""
         base = Path(path).with_suffix("")
         base.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"activations": self.activations.contiguous().cpu()}, str(base.with_suffix(".safetensors")))
+        # Each file goes to a temporary name and is renamed; the tensors come last, so a reader that finds
+        # the .safetensors file also finds its metadata (a crash never leaves half a vector).
         meta = {"layer": self.layer, "metadata": self.metadata}
-        base.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        tmp_json, tmp_st = base.with_suffix(".json.tmp"), base.with_suffix(".safetensors.tmp")
+        tmp_json.write_text(json.dumps(meta, indent=2, sort_keys=True))
+        tmp_json.replace(base.with_suffix(".json"))
+        save_file({"activations": self.activations.contiguous().cpu()}, str(tmp_st))
+        tmp_st.replace(base.with_suffix(".safetensors"))
 
     @classmethod
     def load(cls, path: str | Path) -> SteeringVector:

@@ -8,7 +8,7 @@ import pytest
 
 from search.config import load_config
 from search.run import full_pool, load_data
-from search.study import grid_space
+from search.study import grid_space, outside_space
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -22,6 +22,8 @@ def test_shipped_config_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -
     if cfg.pairs is None:  # an analysis-only config (`steersearch analyze`)
         assert cfg.distill is not None or cfg.length is not None
         return
+    for b in cfg.baselines:  # every shipped baseline is enqueued as exactly itself
+        assert outside_space(b, cfg.space) is None, (b, outside_space(b, cfg.space))
     pool = full_pool(cfg)
     assert pool and all(p.label in {q.label for q in pool} for p in pool)
     if cfg.study.sampler == "grid":

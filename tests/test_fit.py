@@ -50,6 +50,16 @@ def test_norm_bound_holds_and_penalty_shrinks(tiny: SteerableModel) -> None:
     assert float(penalised.vector.activations.norm()) < float(free.vector.activations.norm())
 
 
+def test_norm_bound_caps_growth_but_never_shrinks_the_start(tiny: SteerableModel) -> None:
+    pair = SteeringVector.from_pair(tiny, "The wedding", "The match", 1)
+    start = 3.0 * float(pair.activations.norm())
+    cfg = FitConfig(lr=0.5, steps=10, positions="front", norm_bound=start / 10)
+    tuned = fit_vector(tiny, 1, PROMOTE, config=cfg, init=pair, init_coeff=3.0)
+    assert float(tuned.vector.activations.norm()) <= start + 1e-3
+    assert float(tuned.vector.activations.norm()) > start / 2  # not projected down to the bound
+    assert tuned.vector.metadata["norm_bound_applied"] == pytest.approx(start, rel=1e-5)
+
+
 def test_early_stopping_and_seeding(tiny: SteerableModel) -> None:
     stop = fit_vector(tiny, 1, PROMOTE, config=FitConfig(steps=50, target_loss=1e9))
     assert stop.stopped == "target_loss" and stop.steps == 1

@@ -145,6 +145,7 @@ def test_fitted_vectors_are_fitted_once_and_reloaded_from_disk(tiny: SteerableMo
         (lambda: LearnedSpec(init=("random",)), "init"),
         (lambda: LearnedSpec(positions="middle"), "positions"),
         (lambda: LearnedSpec(lr=FloatRange(0.0, 0.1)), "lr must be > 0"),
+        (lambda: LearnedSpec(positions="front"), "learned positions"),
         (lambda: LearnedSpec(norm_bound=FloatRange(values=(0.0, 5.0))), "norm_bound must be > 0"),
     ],
 )

@@ -50,6 +50,34 @@ def test_token_gradients_see_the_pairs_own_vector(tiny: SteerableModel) -> None:
     assert all(p.grad is None for p in tiny.hf.parameters())
 
 
+class _ScaledEmbedding(torch.nn.Embedding):
+    """An embedding that scales its output, like Gemma 3's."""
+
+    embed_scale = 3.0
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids) * self.embed_scale
+
+
+def test_token_gradients_match_the_ids_path_when_the_embedding_scales() -> None:
+    from steering.testing import tiny_model
+
+    model = tiny_model(seed=1)  # its own copy: the embedding module is replaced below
+    old = model.hf.get_input_embeddings()
+    scaled = _ScaledEmbedding(old.num_embeddings, old.embedding_dim)
+    scaled.weight = old.weight
+    model.hf.set_input_embeddings(scaled)
+    pair = PairTokens.encode(model, "The bride and", "The")
+    seen: list[torch.Tensor] = []
+
+    def score(vectors: torch.Tensor) -> torch.Tensor:
+        seen.append(vectors.detach())
+        return vectors.sum(dim=(1, 2))
+
+    token_gradients(model, pair, 1, score)
+    assert torch.allclose(seen[0][0], pair_vectors(model, [pair], 1)[0], atol=1e-5)
+
+
 def test_likelihood_score_batches_candidates_like_single_passes(tiny: SteerableModel) -> None:
     seqs, n_tail = tokenize_continuations(tiny, [p for p, _ in ROWS], [c for _, c in ROWS])
     pairs = [PairTokens.encode(tiny, a, b) for a, b in (("The bride", "The match"), ("The groom", "The team"))]
