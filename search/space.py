@@ -215,9 +215,14 @@ class AdditionChoice:
         if self.fit is None:
             assert self.pair is not None
             return f"{self.pair.a!r} / {self.pair.b!r} L{self.layer} c{self.coeff:.3g}"
-        start = f" from {self.pair.a!r} / {self.pair.b!r} c{self.coeff:.3g}" if self.pair is not None else ""
         f = self.fit
-        return f"learned L{self.layer} lr{f.lr:.3g} {f.steps} steps norm<={f.norm_bound:.3g} at {f.positions}{start}"
+        bound = f"norm<={f.norm_bound:.3g}"
+        if self.pair is not None:
+            return (
+                f"learned L{self.layer} lr{f.lr:.3g} {f.steps} steps {bound} (or the start's) at {f.positions} "
+                f"from {self.pair.a!r} / {self.pair.b!r} c{self.coeff:.3g}"
+            )
+        return f"learned L{self.layer} lr{f.lr:.3g} {f.steps} steps {bound} at {f.positions}"
 
     def record(self) -> dict[str, Any]:
         return {
