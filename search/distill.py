@@ -30,7 +30,7 @@ from search.space import AdditionChoice, FitChoice, Pair
 from steering import Addition, Positions, SteeringVector
 from steering.model import SteerableModel
 from steering.tokens import cosine_score
-from steering.vector import PairTokens, resid_pre
+from steering.vector import DEFAULT_FILLER, PairTokens, resid_pre
 
 if TYPE_CHECKING:
     from search.compare import SplitEvaluator
@@ -97,12 +97,11 @@ def best_single_pair(
     """The one-token-per-side pair (side b may be empty, i.e. the filler) with the highest cosine to
     ``target [d]``: every pair among the ``shortlist`` tokens with the highest (side a) and lowest (side b)
     projection on the target is scored exactly."""
-    filler = model.single_token_id(" ")
+    filler = model.single_token_id(DEFAULT_FILLER)
     ids = torch.tensor([*tokens, filler])
     bos = torch.full_like(ids, model.bos_token_id)
-    acts = torch.cat(
-        [resid_pre(model, torch.stack([bos, ids], 1)[i : i + 512], layer)[:, 1] for i in range(0, len(ids), 512)]
-    ).float()  # [N+1, d]; position 0 (BOS) is shared by both sides and cancels
+    acts = resid_pre(model, torch.stack([bos, ids], 1), layer, chunk=512)[:, 1].float()
+    # [N+1, d]; position 0 (BOS) is shared by both sides and cancels
     goal = target.float().to(acts.device)
     proj = acts[:-1] @ goal / goal.norm()
     m = min(shortlist, len(tokens))

@@ -16,7 +16,7 @@ from torch import Tensor
 from steering.intervention import FRONT, Addition, Positions
 from steering.model import SteerableModel
 from steering.scoring import tail_logprobs
-from steering.vector import PairTokens, SteeringVector, resid_at
+from steering.vector import PairTokens, SteeringVector, resid_at, resid_pre
 
 VectorScore = Callable[[Tensor], Tensor]
 """``[K, n_pos, d]`` candidate vectors -> ``[K]`` scores (higher is better)."""
@@ -66,13 +66,8 @@ def pair_vectors(model: SteerableModel, pairs: Sequence[PairTokens], layer: int,
     if len(widths) != 1:
         raise ValueError(f"pairs must share one width to be batched, got widths {sorted(widths)}")
     rows = torch.cat([p.padded(model.bos_token_id) for p in pairs])  # [2K, W]: a0, b0, a1, b1, ...
-    acts = torch.cat([resid_at_no_grad(model, layer, rows[i : i + chunk]) for i in range(0, len(rows), chunk)])
+    acts = resid_pre(model, rows, layer, chunk=chunk)
     return (acts[0::2] - acts[1::2]).float()
-
-
-@torch.no_grad()
-def resid_at_no_grad(model: SteerableModel, layer: int, ids: Tensor) -> Tensor:
-    return resid_at(model, layer, input_ids=ids.to(model.device))
 
 
 def token_gradients(model: SteerableModel, pair: PairTokens, layer: int, score: VectorScore) -> tuple[Tensor, Tensor]:

@@ -127,10 +127,7 @@ class PairTokens:
 
     @classmethod
     def encode(cls, model: SteerableModel, prompt_a: str, prompt_b: str, *, filler: str = DEFAULT_FILLER) -> PairTokens:
-        a, b = model.encode(prompt_a)[1:], model.encode(prompt_b)[1:]
-        if not a and not b:
-            raise ValueError("a steering pair needs at least one non-empty prompt")
-        return cls(tuple(a), tuple(b), model.single_token_id(filler))
+        return cls(tuple(model.encode(prompt_a)[1:]), tuple(model.encode(prompt_b)[1:]), model.single_token_id(filler))
 
     @property
     def width(self) -> int:
@@ -152,12 +149,16 @@ class _Captured(Exception):
 
 
 @torch.no_grad()
-def resid_pre(model: SteerableModel, tokens: Tensor, layer: int) -> Tensor:
+def resid_pre(model: SteerableModel, tokens: Tensor, layer: int, *, chunk: int | None = None) -> Tensor:
     """Input of block ``layer`` for ``tokens [B, T]`` (equals the bridge's ``blocks.{layer}.hook_resid_pre``).
 
-    Stops the forward pass at that block, so later layers cost nothing.
+    Stops the forward pass at that block, so later layers cost nothing. ``chunk``: at most this many rows
+    per pass (for large batches of candidates).
     """
-    return resid_at(model, layer, input_ids=tokens.to(model.device))
+    step = chunk or max(1, len(tokens))
+    return torch.cat(
+        [resid_at(model, layer, input_ids=tokens[i : i + step].to(model.device)) for i in range(0, len(tokens), step)]
+    )
 
 
 def resid_at(model: SteerableModel, layer: int, **inputs: Tensor) -> Tensor:
