@@ -14,7 +14,7 @@ import torch
 from objectives import EmbeddingSimilarity, EvalData, Evaluator, Objective, load_gold_set, load_split
 from objectives.gold import GoldSet, Split
 from search.adversarial import Start, load_or_mutate
-from search.config import ConfigError, ExperimentConfig
+from search.config import BaselineSpec, ConfigError, ExperimentConfig
 from search.objective import CompletionSink, SteeringObjective
 from search.outputs import write_run_files
 from search.report import write_report
@@ -85,8 +85,10 @@ def full_pool(cfg: ExperimentConfig, extra: Sequence[Pair] = ()) -> list[Pair]:
     if cfg.pairs is None:
         raise ConfigError("pairs: required for `run` (hand_written pairs, or templates with words)")
     pool = [Pair(b.pair[0], b.pair[1], "hand-written") for b in cfg.baselines]
+    labels = {p.label for p in pool}
     for p in [*pair_pool(cfg.pairs), *extra]:
-        if p.label not in {q.label for q in pool}:
+        if p.label not in labels:
+            labels.add(p.label)
             pool.append(p)
     return pool
 
@@ -104,14 +106,21 @@ def vector_cache(cfg: ExperimentConfig, data: ExperimentData, run_dir: Path) -> 
     return VectorCache(fitter, run_dir / "vectors" / "fitted")
 
 
-def adversarial_pairs(cfg: ExperimentConfig, data: ExperimentData, model: SteerableModel, out: Path) -> list[Pair]:
-    """Winners of GCG mutation from each baseline (computed once per run folder; see ``search.adversarial``)."""
+def adversarial_winners(
+    cfg: ExperimentConfig, data: ExperimentData, model: SteerableModel, out: Path
+) -> list[BaselineSpec]:
+    """Winners of GCG mutation from each baseline, at the setting they were found at (computed once per
+    run folder; see ``search.adversarial``)."""
     if cfg.adversarial is None:
         return []
     starts = [Start(b.pair, b.layer, b.coeff, b.positions) for b in cfg.baselines]
     rows = gold_rows(data.prompts.search, data.gold.passages.search, max_rows=cfg.adversarial.rows)
     records = load_or_mutate(out / "adversarial.json", model, starts, rows, cfg.adversarial)
-    return [Pair(r["best"][0], r["best"][1], "adversarial") for r in records if r["best"] != r["start"]]
+    return [
+        BaselineSpec((r["best"][0], r["best"][1]), r["layer"], r["coeff"], positions=r["positions"])
+        for r in records
+        if r["best"] != r["start"]
+    ]
 
 
 @dataclass
@@ -159,8 +168,8 @@ def run_search(
         raise ConfigError(
             f"space.layer.high {cfg.space.layer.high} is out of range: model has layers 0..{model.n_layers - 1}"
         )
-    adversarial = adversarial_pairs(cfg, data, model, out)
-    pool = full_pool(cfg, adversarial)
+    winners = adversarial_winners(cfg, data, model, out)
+    pool = full_pool(cfg, [Pair(*w.pair, "adversarial") for w in winners])
     scorers = scorers or Scorers.build(cfg, metrics, data)
     evaluator = Evaluator(metrics, data.eval_data("search"), bertscorer=scorers.bert, embedder=scorers.embedder)
     vectors = vector_cache(cfg, data, out)
@@ -173,7 +182,7 @@ def run_search(
     )
     if not study.trials:
         enqueue_baselines(study, cfg.baselines, cfg.space)
-        enqueue_adversarial(study, out / "adversarial.json", cfg.space)
+        enqueue_adversarial(study, winners, cfg.space)
     target = n_trials if n_trials is not None else cfg.study.n_trials
     remaining = max(0, target - n_finished(study))
     logger.info("study %s: %d trials finished, running %d more", cfg.name, n_finished(study), remaining)

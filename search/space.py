@@ -62,6 +62,10 @@ class FloatRange:
         """Whether this dimension is a trial parameter (more than one possible value)."""
         return len(self.values) > 1 if self.values else self.low != self.high
 
+    def contains(self, v: float) -> bool:
+        """Whether a trial can take the value ``v``."""
+        return v in self.values if self.values else self.low <= v <= self.high  # type: ignore[operator]
+
 
 @dataclass(frozen=True)
 class IntRange:
@@ -75,6 +79,9 @@ class IntRange:
     @property
     def varies(self) -> bool:
         return self.high > self.low
+
+    def contains(self, v: int) -> bool:
+        return self.low <= v <= self.high
 
 
 @dataclass(frozen=True)

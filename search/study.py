@@ -7,7 +7,6 @@ Running the same command again loads the study and runs only the trials still mi
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import warnings
@@ -22,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from search.config import BaselineSpec, StudySpec
-from search.space import FloatRange, Pair, SpaceSpec
+from search.space import Pair, SpaceSpec
 
 logger = logging.getLogger(__name__)
 
@@ -105,15 +104,11 @@ def make_pruner(spec: StudySpec, n_objectives: int) -> optuna.pruners.BasePruner
 def outside_space(b: BaselineSpec, space: SpaceSpec) -> str | None:
     """Why the trial for ``b`` could not run ``b`` exactly (a dimension it sets outside what the space
     allows), or None. Such a baseline stays a comparison row but is not enqueued as a trial."""
-
-    def allowed(r: FloatRange, v: float) -> bool:
-        return v in r.values if r.values else r.low <= v <= r.high  # type: ignore[operator]
-
     checks = [
         ("kind", "pair" in space.kinds),
-        ("layer", space.layer.low <= b.layer <= space.layer.high),
-        ("coeff", allowed(space.coeff, b.coeff)),
-        ("frac", allowed(space.frac, b.frac)),
+        ("layer", space.layer.contains(b.layer)),
+        ("coeff", space.coeff.contains(b.coeff)),
+        ("frac", space.frac.contains(b.frac)),
         ("mask", b.mask in space.masks),
         ("positions", b.positions in space.positions),
     ]
@@ -176,13 +171,9 @@ def _enqueue(study: optuna.Study, specs: Sequence[BaselineSpec], space: SpaceSpe
     return n
 
 
-def enqueue_adversarial(study: optuna.Study, path: Path, space: SpaceSpec) -> int:
-    """Enqueue each adversarial winner (``adversarial.json``) at the layer and coefficient it was found at."""
-    if not path.exists():
-        return 0
-    runs = [r for r in json.loads(path.read_text())["runs"] if r["best"] != r["start"]]
-    specs = [BaselineSpec((r["best"][0], r["best"][1]), r["layer"], r["coeff"], positions=r["positions"]) for r in runs]
-    return _enqueue(study, specs, space, {"adversarial": True})
+def enqueue_adversarial(study: optuna.Study, winners: Sequence[BaselineSpec], space: SpaceSpec) -> int:
+    """Enqueue each adversarial winner at the layer and coefficient it was found at."""
+    return _enqueue(study, winners, space, {"adversarial": True})
 
 
 def n_finished(study: optuna.Study) -> int:
