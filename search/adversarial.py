@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +30,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AdversarialSpec:
-    """GCG settings (see ``search.mutate.MutationConfig``), ``restarts`` seeds per baseline pair, and how
+    """``gcg`` settings (restart r runs with seed ``gcg.seed + r``), ``restarts`` per baseline pair, and how
     many gold rows the proxy scores per candidate."""
 
-    steps: int = 12
-    top_k: int = 16
-    candidates: int = 32
-    readable: bool = True
-    seed: int = 0
+    gcg: MutationConfig = field(default_factory=MutationConfig)
     restarts: int = 1
     rows: int = 16
 
     def __post_init__(self) -> None:
-        self.mutation(0)  # validates
         if self.restarts < 1 or self.rows < 1:
             raise ValueError("restarts and rows must be >= 1")
 
     def mutation(self, restart: int) -> MutationConfig:
-        return MutationConfig(self.steps, self.top_k, self.candidates, self.readable, self.seed + restart)
+        return dataclasses.replace(self.gcg, seed=self.gcg.seed + restart)
 
 
 @dataclass(frozen=True)

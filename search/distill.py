@@ -19,7 +19,7 @@ describes pairs a person can type.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -66,11 +66,7 @@ class DistillSpec:
     max_tokens: int = 3
     coeff_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     shortlist: int = 128
-    steps: int = 16
-    top_k: int = 32
-    candidates: int = 64
-    readable: bool = True
-    seed: int = 0
+    gcg: MutationConfig = field(default_factory=lambda: MutationConfig(steps=16, top_k=32, candidates=64))
 
     def __post_init__(self) -> None:
         if not self.targets:
@@ -79,10 +75,6 @@ class DistillSpec:
             raise ValueError("max_tokens and shortlist must be >= 1")
         if not self.coeff_scales or min(self.coeff_scales) <= 0:
             raise ValueError("coeff_scales needs positive multipliers")
-        self.mutation()
-
-    def mutation(self) -> MutationConfig:
-        return MutationConfig(self.steps, self.top_k, self.candidates, self.readable, self.seed)
 
 
 def single_tokens(model: SteerableModel, readable: bool) -> list[int]:
@@ -137,7 +129,7 @@ def distill_vector(
 ) -> list[dict[str, Any]]:
     """Best short pair per length 1..``max_tokens`` for ``coeff * target``: text, cosine, projection coefficient."""
     layer, goal = target.layer, coeff * target.summed()
-    tokens = single_tokens(model, spec.readable)
+    tokens = single_tokens(model, spec.gcg.readable)
     score = cosine_score(goal)
     rows: list[dict[str, Any]] = []
     single = best_single_pair(model, layer, goal, tokens, spec.shortlist)
@@ -149,7 +141,7 @@ def distill_vector(
         if not starts:  # no n-token pair that round-trips could be built: stop rather than mislabel a row
             logger.warning("distill: no %d-token start pair round-trips; stopping at %d tokens", n, n - 1)
             break
-        found = [gcg(model, s, layer, score, spec.mutation()) for s in starts] if n > 1 else []
+        found = [gcg(model, s, layer, score, spec.gcg) for s in starts] if n > 1 else []
         best = max(found, key=lambda r: r.best_score).best if found else single
         prev = best
         a, b = best.decode(model.tokenizer)

@@ -9,6 +9,7 @@ from search.analyze import run_analysis
 from search.config import ConfigError, load_config
 from search.distill import DistillSpec, TargetSpec, best_single_pair, distill_vector, single_tokens
 from search.length import truncations
+from search.mutate import MutationConfig
 from search.run import Scorers
 from steering import SteeringVector
 from steering.model import SteerableModel
@@ -37,7 +38,9 @@ def test_single_pair_search_with_two_sided_target(tiny: SteerableModel) -> None:
 def test_longer_lengths_search_and_report_text_cosines(tiny: SteerableModel) -> None:
     pair = ("The bride and the groom", "The team won")
     target = SteeringVector.from_pair(tiny, *pair, 1)
-    spec = DistillSpec(targets=(TargetSpec(1, pair=pair),), max_tokens=3, steps=3, top_k=8, candidates=16)
+    spec = DistillSpec(
+        targets=(TargetSpec(1, pair=pair),), max_tokens=3, gcg=MutationConfig(steps=3, top_k=8, candidates=16)
+    )
     rows = distill_vector(tiny, target, 1.0, spec, pair=pair)
     assert [r["tokens"] for r in rows] == [1, 2, 3]
     for r in rows:
@@ -67,9 +70,7 @@ distill:
     - {{pair: ["The bride and the groom", "The team"], layer: 1, coeff: 4}}
     - {{learned: {{lr: 0.1, steps: 3, norm_bound: 5}}, layer: 1}}
   max_tokens: 2
-  steps: 2
-  top_k: 4
-  candidates: 4
+  gcg: {{steps: 2, top_k: 4, candidates: 4}}
 length:
   layer: 1
   coeff: 4

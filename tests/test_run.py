@@ -247,7 +247,7 @@ LEARNED_AND_ADVERSARIAL = CONFIG.replace(
     "  kinds: [pair, learned]\n"
     "  learned: {lr: {low: 0.05, high: 0.1}, steps: {low: 2, high: 3}, norm_bound: {low: 5, high: 10}}\n",
 ).replace("study: {n_trials: 3, seed: 0}", "study: {n_trials: 8, seed: 0, sampler: random}") + (
-    "adversarial: {steps: 2, top_k: 8, candidates: 4, rows: 4}\ncompare: {n: 2, bootstrap: 20}\n"
+    "adversarial: {gcg: {steps: 2, top_k: 8, candidates: 4}, rows: 4}\ncompare: {n: 2, bootstrap: 20}\n"
 )
 
 
