@@ -29,7 +29,7 @@ from search.outputs import write_text
 from search.run import ExperimentData, Scorers, load_data, load_run_study, vector_cache
 from search.space import AdditionChoice, Candidate, Pair
 from search.vectors import VectorCache
-from steering import Steering, generate
+from steering import Addition, Positions, Steering, SteeringVector, generate
 from steering.model import SteerableModel
 
 logger = logging.getLogger(__name__)
@@ -197,6 +197,14 @@ class SplitEvaluator:
         """The same model and scorers on another split."""
         return SplitEvaluator(self.cfg, self.data, self.model, self.scorers, split)
 
+    def best_coeff(
+        self, vector: SteeringVector, positions: Positions, coeffs: Sequence[float]
+    ) -> tuple[float, list[float]]:
+        """The coefficient in ``coeffs`` (the first of ties) whose addition of ``vector`` scores the highest
+        objective on this split, and the objective of each coefficient in order."""
+        values = [objective_of(self(Method("", [Addition(vector, c, positions)]))[0]) for c in coeffs]
+        return coeffs[values.index(max(values))], values
+
     @torch.no_grad()
     def __call__(self, method: Method) -> tuple[dict[str, Any], list[str]]:
         """``({"metrics", "corpus", "objective", "prefix"}, completions)`` for one method."""
@@ -218,6 +226,14 @@ class SplitEvaluator:
         point = {k: v["mean"] for k, v in metrics.items()} | corpus
         value = self.objective.value(point) if self.objective.metrics <= set(point) else None
         return {"metrics": metrics, "corpus": corpus, "objective": value, "prefix": method.prefix}, texts
+
+
+def objective_of(result: dict[str, Any]) -> float:
+    """The scalar objective of one evaluation (``SplitEvaluator``'s result); an error if it has none."""
+    value = result.get("objective")
+    if value is None:
+        raise ValueError("the objective is not computable on these metrics (is it multi-objective?)")
+    return float(value)
 
 
 def build_heldout(

@@ -164,7 +164,7 @@ def distill_vector(
 def run_distill(spec: DistillSpec, heldout: SplitEvaluator, vectors: VectorCache) -> dict[str, Any]:
     """Distil each target; choose each short pair's coefficient on the search split; measure target,
     unsteered and every short pair on the held-out split."""
-    from search.compare import Method
+    from search.compare import Method, objective_of
 
     model, search = heldout.model, heldout.on("search")
     base, _ = heldout(Method("unsteered", []))
@@ -176,18 +176,15 @@ def run_distill(spec: DistillSpec, heldout: SplitEvaluator, vectors: VectorCache
         coeff = 1.0 if choice.fit is not None else choice.coeff
         measured, _ = heldout(Method("target", [Addition(vec, coeff, positions)]))
         rows = distill_vector(model, vec, coeff, spec, pair=target.pair)
-        gain = _objective(measured) - _objective(base)
+        gain = objective_of(measured) - objective_of(base)
         for row in rows:
             short = SteeringVector.from_pair(model, row["pair"][0], row["pair"][1], target.layer)
             row["projection_coeff"] = row["coeff"]
-            on_search = {
-                k: _objective(search(Method("", [Addition(short, k * row["coeff"], positions)]))[0])
-                for k in spec.coeff_scales
-            }
-            row["search_objective_by_scale"] = {str(k): v for k, v in on_search.items()}
-            row["coeff"] = max(on_search, key=on_search.__getitem__) * row["projection_coeff"]
+            coeffs = [k * row["coeff"] for k in spec.coeff_scales]
+            row["coeff"], on_search = search.best_coeff(short, positions, coeffs)
+            row["search_objective_by_scale"] = {str(k): v for k, v in zip(spec.coeff_scales, on_search, strict=True)}
             row["heldout"], _ = heldout(Method(f"{row['tokens']} tokens", [Addition(short, row["coeff"], positions)]))
-            row["effect_kept"] = (_objective(row["heldout"]) - _objective(base)) / gain if gain else None
+            row["effect_kept"] = (objective_of(row["heldout"]) - objective_of(base)) / gain if gain else None
         out.append(
             {
                 "target": choice.describe(),
@@ -202,29 +199,24 @@ def run_distill(spec: DistillSpec, heldout: SplitEvaluator, vectors: VectorCache
     return {"unsteered": base, "targets": out}
 
 
-def _objective(result: dict[str, Any]) -> float:
-    value = result.get("objective")
-    if value is None:
-        raise ValueError("the objective is not computable on the held-out metrics (is it multi-objective?)")
-    return float(value)
-
-
 def distill_table(report: dict[str, Any]) -> str:
     """Markdown: one row per target and length."""
+    from search.compare import objective_of
+
     head = "| target | tokens per side | short pair | cosine | coeff | objective | BERTScore F1 | effect kept |"
     lines = [head, "|---" * 8 + "|"]
-    base = _objective(report["unsteered"])
+    base = objective_of(report["unsteered"])
     for t in report["targets"]:
         tm = t["target_heldout"]
         lines.append(
-            f"| {t['target']} | {t['target_tokens'] or '–'} (target) | – | 1.000 | – | {_objective(tm):.4f} | "
+            f"| {t['target']} | {t['target_tokens'] or '–'} (target) | – | 1.000 | – | {objective_of(tm):.4f} | "
             f"{_ci(tm, 'bertscore_f1')} | 100% |"
         )
         for r in t["rows"]:
             kept = f"{100 * r['effect_kept']:.0f}%" if r["effect_kept"] is not None else "–"
             lines.append(
                 f"| | {r['tokens']} | {r['pair'][0]!r} / {r['pair'][1]!r} | {r['cosine']:.3f} | {r['coeff']:.3g} | "
-                f"{_objective(r['heldout']):.4f} | {_ci(r['heldout'], 'bertscore_f1')} | {kept} |"
+                f"{objective_of(r['heldout']):.4f} | {_ci(r['heldout'], 'bertscore_f1')} | {kept} |"
             )
     lines.append(f"| unsteered | – | – | – | – | {base:.4f} | {_ci(report['unsteered'], 'bertscore_f1')} | 0% |")
     return "\n".join(lines)

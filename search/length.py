@@ -70,8 +70,7 @@ def run_length(spec: LengthSpec, heldout: SplitEvaluator) -> dict[str, Any]:
     rows = []
     for (a, b), origin in todo:
         vec = SteeringVector.from_pair(model, a, b, spec.layer)
-        on_search = {c: search(Method("", [Addition(vec, c, positions)]))[0]["objective"] for c in coeffs}
-        best = max(coeffs, key=on_search.__getitem__)
+        best, on_search = search.best_coeff(vec, positions, coeffs)
         by_coeff = {
             c: heldout(Method(f"{a!r}/{b!r} c{c:g}", [Addition(vec, c, positions)]))[0]
             for c in sorted({spec.coeff, best})
@@ -87,7 +86,7 @@ def run_length(spec: LengthSpec, heldout: SplitEvaluator) -> dict[str, Any]:
                 "bertscore_f1_at_coeff": by_coeff[spec.coeff]["metrics"].get("bertscore_f1"),
                 "best_coeff": best,
                 "objective_at_best": by_coeff[best]["objective"],
-                "search_objective_by_coeff": {str(c): v for c, v in on_search.items()},
+                "search_objective_by_coeff": {str(c): v for c, v in zip(coeffs, on_search, strict=True)},
             }
         )
         logger.info(

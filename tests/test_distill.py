@@ -89,7 +89,13 @@ def test_analyze_writes_tables_plot_and_report(tiny: SteerableModel, tmp_path: P
     assert len(targets) == 2 and targets[1]["target"].startswith("learned L1")
     assert [r["tokens"] for r in targets[0]["rows"]] == [1, 2] and all("effect_kept" in r for r in targets[0]["rows"])
     assert list((out / "vectors" / "fitted").glob("*.safetensors"))  # the learned target was saved
+    for r in targets[0]["rows"]:  # the coefficient is the projection's times the scale best on the search split
+        scales = {float(k): v for k, v in r["search_objective_by_scale"].items()}
+        assert r["coeff"] == pytest.approx(max(scales, key=scales.__getitem__) * r["projection_coeff"])
     rows = res["length"]["rows"]
+    for r in rows:
+        by_coeff = {float(k): v for k, v in r["search_objective_by_coeff"].items()}
+        assert r["best_coeff"] == max(by_coeff, key=by_coeff.__getitem__)
     assert len(rows) == 4 + 1 and all(r["best_coeff"] in (2.0, 4.0, 8.0) for r in rows)
     md = (out / "report.md").read_text()
     assert "## Distillation into short pairs" in md and "## Length vs strength" in md
