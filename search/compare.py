@@ -59,10 +59,10 @@ def methods_for(
     methods = [Method("unsteered", [])]
     baselines = set()
     for b in cfg.baselines:
-        choice = AdditionChoice(Pair(b.pair[0], b.pair[1]), b.layer, b.coeff, b.frac, b.mask, b.positions)
-        baselines.add(Candidate((choice,)))
+        cand = Candidate((AdditionChoice(Pair(b.pair[0], b.pair[1]), b.layer, b.coeff, b.frac, b.mask, b.positions),))
+        baselines.add(cand)
         name = f"hand-written: {b.pair[0]!r} / {b.pair[1]!r} (layer {b.layer}, coeff {b.coeff:g})"
-        methods.append(Method(name, Candidate((choice,)).steering(model, vectors)))
+        methods.append(Method(name, cand.steering(model, vectors)))
     prefix = cfg.compare.prefix if cfg.compare.prefix is not None else f"Let me tell you about {gold_name}. "
     methods.append(Method(f"prompting: {prefix.strip()!r}", [], prefix))
     best = json.loads((run_dir / "best.json").read_text())
