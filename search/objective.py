@@ -23,6 +23,7 @@ from objectives import Evaluator, Objective
 from search.space import Candidate, Pair, SpaceSpec, suggest
 from search.vectors import VectorCache
 from steering import GenerationConfig, generate
+from steering.atomic import atomic_write_text
 from steering.model import SteerableModel
 
 logger = logging.getLogger(__name__)
@@ -49,13 +50,12 @@ class CompletionSink:
         directory.mkdir(parents=True, exist_ok=True)
 
     def write(self, number: int, prompts: Sequence[str], texts: Sequence[Sequence[str]]) -> None:
-        path = self.directory / f"trial_{number:05d}.jsonl"
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            for p, (prompt, row) in enumerate(zip(prompts, texts, strict=True)):
-                for s, text in enumerate(row):
-                    f.write(json.dumps({"prompt_index": p, "prompt": prompt, "sample": s, "text": text}) + "\n")
-        tmp.replace(path)  # atomic: a crash never leaves half a file
+        lines = [
+            json.dumps({"prompt_index": p, "prompt": prompt, "sample": s, "text": text}) + "\n"
+            for p, (prompt, row) in enumerate(zip(prompts, texts, strict=True))
+            for s, text in enumerate(row)
+        ]
+        atomic_write_text(self.directory / f"trial_{number:05d}.jsonl", "".join(lines))  # never half a file
 
 
 class SteeringObjective:

@@ -26,6 +26,8 @@ import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from steering.atomic import atomic_write_text
+
 if TYPE_CHECKING:  # config imports search modules that write files through this one
     from search.config import ExperimentConfig
 
@@ -43,10 +45,8 @@ PACKAGES = (
 
 
 def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Write one run-folder file atomically; concurrent workers never share a temporary name."""
+    atomic_write_text(path, text)
 
 
 def config_yaml(cfg: ExperimentConfig) -> str:

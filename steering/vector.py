@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from steering.atomic import atomic_write, atomic_write_text
 from steering.model import SteerableModel
 
 DEFAULT_FILLER = " "
@@ -92,11 +93,9 @@ class SteeringVector:
         # Each file goes to a temporary name and is renamed; the tensors come last, so a reader that finds
         # the .safetensors file also finds its metadata (a crash never leaves half a vector).
         meta = {"layer": self.layer, "metadata": self.metadata}
-        tmp_json, tmp_st = base.with_suffix(".json.tmp"), base.with_suffix(".safetensors.tmp")
-        tmp_json.write_text(json.dumps(meta, indent=2, sort_keys=True))
-        tmp_json.replace(base.with_suffix(".json"))
-        save_file({"activations": self.activations.contiguous().cpu()}, str(tmp_st))
-        tmp_st.replace(base.with_suffix(".safetensors"))
+        atomic_write_text(base.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True))
+        tensors = {"activations": self.activations.contiguous().cpu()}
+        atomic_write(base.with_suffix(".safetensors"), lambda tmp: save_file(tensors, str(tmp)))
 
     @classmethod
     def load(cls, path: str | Path) -> SteeringVector:
