@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial
 
 from objectives import EmbeddingSimilarity, EvalData, Evaluator, Objective, load_gold_set, load_split
 from objectives.gold import GoldSet, Split
@@ -155,8 +156,11 @@ def run_search(
     scorers: Scorers | None = None,
     model: SteerableModel | None = None,
     progress: bool = True,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
 ) -> optuna.Study:
-    """Run or resume the study until it has ``n_trials`` finished trials (or ``timeout`` seconds pass)."""
+    """Run or resume the study until it has ``n_trials`` finished trials (or ``timeout`` seconds pass).
+
+    ``callbacks`` are Optuna callbacks called after each trial this worker finishes."""
     data = load_data(cfg)
     full_pool(cfg)  # config errors before the model loads
     objective = Objective(cfg.objective)
@@ -208,7 +212,7 @@ def run_search(
                 n_trials=remaining,
                 timeout=timeout if timeout is not None else cfg.study.timeout,
                 catch=(Exception,),
-                callbacks=[stop, bar] if bar else [stop],
+                callbacks=[stop, *([bar] if bar else []), *callbacks],
             )
     finally:
         if bar:
