@@ -17,7 +17,7 @@ from search.compare import build_heldout
 from search.config import ConfigError, ExperimentConfig
 from search.distill import run_distill
 from search.length import run_length
-from search.outputs import config_yaml, env_info, write_text
+from search.outputs import RUN_RECORD, config_yaml, env_info, write_text
 from search.report import write_report
 from search.run import Scorers, load_run_study, vector_cache
 from steering.model import SteerableModel
@@ -47,6 +47,6 @@ def run_analysis(
     if cfg.length is not None:
         results["length"] = run_length(cfg.length, heldout)
         write_text(out / "length.json", json.dumps(results["length"], indent=2))
-    study = load_run_study(cfg, out) if (out / "study.db").exists() else None
+    study = load_run_study(cfg, out) if (out / RUN_RECORD).exists() else None  # a search ran here
     write_report(out, study, [t.metric for t in cfg.objective.terms])
     return results

@@ -70,10 +70,7 @@ def methods_for(
     chosen = [(f"best (trial {e['number']})", e["number"], e["candidate"]) for e in entries[: cfg.compare.max_best]]
     if cfg.compare.per_source and not best.get("pareto"):
         shown = {number for _, number, _ in chosen}
-        try:
-            per_source = best_per_source(load_run_study(cfg, run_dir))
-        except FileNotFoundError:  # best.json without its study: nothing to group
-            per_source = {}
+        per_source = best_per_source(load_run_study(cfg, run_dir))  # any storage, or a one-line error
         for source, (number, record) in per_source.items():
             if number not in shown and Candidate.from_record(record) not in baselines:  # not a row already
                 chosen.append((f"best {source} (trial {number})", number, record))

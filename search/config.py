@@ -62,16 +62,33 @@ class BaselineSpec:
 
 @dataclass(frozen=True)
 class StudySpec:
+    """The study: sampler, pruner, budget, storage, seed, and how dead workers' trials are found.
+
+    ``heartbeat_interval``/``grace_period`` (seconds): RDB storages (SQLite, PostgreSQL) fail a RUNNING trial
+    whose worker sent no heartbeat for ``grace_period`` and retry it with the same parameters, at most
+    ``max_retry`` times. Journal storage has no heartbeat: a RUNNING trial there is stale when its worker
+    process on this host is gone, or after ``stale_after`` seconds (see ``search.workers``)."""
+
     sampler: Literal["tpe", "cmaes", "gp", "nsga2", "grid", "random"] = "tpe"
     pruner: Literal["none", "median", "halving", "hyperband"] = "median"
     n_trials: int = 20
     timeout: float | None = None
     storage: str | None = None  # default: sqlite:///runs/<name>/study.db
     seed: int = 0
+    heartbeat_interval: int = 10
+    grace_period: int = 60
+    max_retry: int = 2
+    stale_after: float = 21600.0
 
     def __post_init__(self) -> None:
         if self.n_trials < 1:
             raise ValueError(f"n_trials must be >= 1, got {self.n_trials}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
+        if self.heartbeat_interval < 1 or self.grace_period <= self.heartbeat_interval:
+            raise ValueError("heartbeat_interval must be >= 1 and grace_period above it")
+        if self.max_retry < 0 or self.stale_after <= 0:
+            raise ValueError("max_retry must be >= 0 and stale_after > 0")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import dataclasses
 import io
 import json
 import platform
-from collections.abc import Iterable
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from search.workers import retried_by
 from steering.atomic import atomic_write_text
 
 if TYPE_CHECKING:  # config imports search modules that write files through this one
@@ -49,8 +50,79 @@ def write_text(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
+def redact(url: str | None) -> str | None:
+    """``url`` with any password removed (what may be written to run folders, logs and reports).
+
+    Example:
+        >>> redact("postgresql://me:secret@db:5432/s")
+        'postgresql://me@db:5432/s'
+    """
+    if url is None or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    netloc, sep, path = rest.partition("/")
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}@{host}"
+    return f"{scheme}://{netloc}{sep}{path}"
+
+
+def _config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    d = _plain(dataclasses.asdict(cfg))
+    d["study"]["storage"] = redact(d["study"]["storage"])  # a password never reaches the run folder
+    return d
+
+
 def config_yaml(cfg: ExperimentConfig) -> str:
-    return yaml.safe_dump(_plain(dataclasses.asdict(cfg)), sort_keys=False)
+    return yaml.safe_dump(_config_dict(cfg), sort_keys=False)
+
+
+BUDGET_FIELDS = ("n_trials", "timeout")
+"""Study fields a resumed run may change: they set how long to run, not what is searched."""
+
+
+def check_run_folder(out: Path, cfg: ExperimentConfig, storage: str | None) -> None:
+    """Refuse a run folder that another config made (or that used another storage), before anything is
+    written to it. Raises ``ValueError`` naming the first fields that differ."""
+    written = out / "config.yaml"
+    if not written.exists():
+        return
+    try:
+        old = yaml.safe_load(written.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ValueError(f"{written} is not valid YAML ({err}); use another --out") from err
+    new = _config_dict(cfg)
+    if not isinstance(old, dict):
+        raise ValueError(f"{written} is not a run config; use another --out")
+    for d in (old, new):
+        if isinstance(d.get("study"), dict):
+            for f in BUDGET_FIELDS:
+                d["study"].pop(f, None)
+    differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if differ:
+        raise ValueError(
+            f"run folder {out} was made by a different config (differs in: {', '.join(differ)}); "
+            "use another --out or the config it was made with"
+        )
+    recorded = recorded_storage(out)
+    if (out / RUN_RECORD).exists() and recorded != redact(storage):
+        raise ValueError(f"run folder {out} used storage {recorded or 'study.db'}, not {redact(storage)}")
+
+
+RUN_RECORD = "run.json"
+
+
+def recorded_storage(out: Path) -> str | None:
+    """The storage URL (password removed) a run folder records, or None for its own ``study.db``."""
+    path = out / RUN_RECORD
+    return json.loads(path.read_text(encoding="utf-8")).get("storage") if path.exists() else None
+
+
+def write_run_start(cfg: ExperimentConfig, out: Path, storage: str | None) -> None:
+    """What a run folder holds from its first moment: the config, the environment, and where the study is."""
+    write_text(out / "config.yaml", config_yaml(cfg))
+    write_text(out / "env.json", json.dumps(env_info(cfg), indent=2))
+    write_text(out / RUN_RECORD, json.dumps({"study_name": cfg.name, "storage": redact(storage)}, indent=2))
 
 
 def _plain(x: Any) -> Any:
@@ -79,8 +151,9 @@ def env_info(cfg: ExperimentConfig) -> dict[str, Any]:
     }
 
 
-def trial_rows(trials: Iterable[FrozenTrial]) -> tuple[list[str], list[dict[str, Any]]]:
+def trial_rows(trials: Sequence[FrozenTrial]) -> tuple[list[str], list[dict[str, Any]]]:
     rows, params, metrics = [], set(), set()
+    retries = retried_by(trials)
     for t in trials:
         m = t.user_attrs.get("metrics", {})
         params |= set(t.params)
@@ -92,7 +165,10 @@ def trial_rows(trials: Iterable[FrozenTrial]) -> tuple[list[str], list[dict[str,
             "baseline": bool(t.user_attrs.get("baseline")),
             "samples_per_prompt": t.user_attrs.get("samples_per_prompt"),
             "fail_reason": t.user_attrs.get("fail_reason", ""),
+            "worker": t.user_attrs.get("worker", ""),
         }
+        if t.number in retries:  # failed because its worker died (no reason could be recorded by it)
+            row["fail_reason"] = f"stale (its worker died); retried as trial {retries[t.number]}"
         row |= {f"value_{i}" if len(values) > 1 else "value": v for i, v in enumerate(values)}
         row |= {f"param_{k}": v for k, v in t.params.items()}
         row |= {f"metric_{k}": v for k, v in m.items()}
@@ -100,7 +176,7 @@ def trial_rows(trials: Iterable[FrozenTrial]) -> tuple[list[str], list[dict[str,
     head = ["number", "state", "baseline", "samples_per_prompt"]
     value_cols = sorted({k for r in rows for k in r if k.startswith("value")})
     cols = head + value_cols + [f"param_{p}" for p in sorted(params)] + [f"metric_{m}" for m in sorted(metrics)]
-    return cols + ["fail_reason"], rows
+    return cols + ["fail_reason", "worker"], rows
 
 
 def trials_csv(study: optuna.Study) -> str:
@@ -132,9 +208,9 @@ def best_record(study: optuna.Study) -> dict[str, Any]:
     return _trial_summary(study.best_trial)
 
 
-def write_run_files(study: optuna.Study, cfg: ExperimentConfig, out: Path) -> dict[str, Any]:
-    write_text(out / "config.yaml", config_yaml(cfg))
-    write_text(out / "env.json", json.dumps(env_info(cfg), indent=2))
+def update_run_files(study: optuna.Study, out: Path) -> dict[str, Any]:
+    """Rewrite ``trials.csv`` and ``best.json`` from the storage (whichever worker writes last, writes the
+    truth); returns the best record."""
     write_text(out / "trials.csv", trials_csv(study))
     best = best_record(study)
     write_text(out / "best.json", json.dumps(best, indent=2))

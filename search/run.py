@@ -17,21 +17,23 @@ from objectives.gold import GoldSet, Split
 from search.adversarial import Start, load_or_mutate
 from search.config import BaselineSpec, ConfigError, ExperimentConfig
 from search.objective import CompletionSink, SteeringObjective
-from search.outputs import write_run_files
+from search.outputs import check_run_folder, recorded_storage, update_run_files, write_run_start
 from search.report import write_report
 from search.space import Candidate, Pair, pair_pool
 from search.study import (
-    FINISHED,
     Progress,
+    StorageError,
     enqueue_adversarial,
     enqueue_baselines,
     make_pruner,
     make_sampler,
     n_finished,
     open_study,
+    redact,
     storage_for,
 )
 from search.vectors import Fitter, VectorCache, gold_rows
+from search.workers import run_until
 from steering import load_model
 from steering.model import SteerableModel
 
@@ -160,7 +162,14 @@ def run_search(
 ) -> optuna.Study:
     """Run or resume the study until it has ``n_trials`` finished trials (or ``timeout`` seconds pass).
 
-    ``callbacks`` are Optuna callbacks called after each trial this worker finishes."""
+    Any number of processes may run this on one storage (see ``search.workers``). Every input is checked
+    before the run folder is touched. The folder's ``trials.csv`` and ``best.json`` are rewritten from the
+    storage after every finished trial, so a killed run can still be read. ``callbacks`` are Optuna
+    callbacks called after each trial this worker finishes."""
+    if n_trials is not None and n_trials < 1:
+        raise ConfigError(f"n_trials must be >= 1, got {n_trials}")
+    url = storage or cfg.study.storage
+    check_run_folder(out, cfg, url)
     data = load_data(cfg)
     full_pool(cfg)  # config errors before the model loads
     objective = Objective(cfg.objective)
@@ -172,24 +181,30 @@ def run_search(
         raise ConfigError(
             f"space.layer.high {cfg.space.layer.high} is out of range: model has layers 0..{model.n_layers - 1}"
         )
+    write_run_start(cfg, out, url)
     winners = adversarial_winners(cfg, data, model, out)
     pool = full_pool(cfg, [Pair(*w.pair, "adversarial") for w in winners])
     scorers = scorers or Scorers.build(cfg, metrics, data)
     evaluator = Evaluator(metrics, data.eval_data("search"), bertscorer=scorers.bert, embedder=scorers.embedder)
     vectors = vector_cache(cfg, data, out)
-    study = open_study(
-        name=cfg.name,
-        storage=storage_for(storage or cfg.study.storage, out),
-        directions=objective.directions,
-        sampler=make_sampler(cfg.study, cfg.space, pool, len(objective.directions)),
-        pruner=make_pruner(cfg.study, len(objective.directions)),
-    )
-    if not study.trials:
+
+    def enqueue_once(study: optuna.Study) -> None:  # only the worker that creates the study
         enqueue_baselines(study, cfg.baselines, cfg.space)
         enqueue_adversarial(study, winners, cfg.space)
+
+    study, worker = open_study(
+        name=cfg.name,
+        url=url,
+        out_dir=out,
+        spec=cfg.study,
+        directions=objective.directions,
+        make_sampler=lambda seed: make_sampler(cfg.study, cfg.space, pool, len(objective.directions), seed=seed),
+        pruner=make_pruner(cfg.study, len(objective.directions)),
+        setup=enqueue_once,
+    )
     target = n_trials if n_trials is not None else cfg.study.n_trials
-    remaining = max(0, target - n_finished(study))
-    logger.info("study %s: %d trials finished, running %d more", cfg.name, n_finished(study), remaining)
+    done = n_finished(study)
+    logger.info("study %s (worker %s): %d of %d trials finished", cfg.name, worker, done, target)
     fn = SteeringObjective(
         model=model,
         evaluator=evaluator,
@@ -202,33 +217,43 @@ def run_search(
         vectors=vectors,
         sink=CompletionSink(out / "completions"),
     )
-    bar = Progress(target, n_finished(study)) if progress and remaining else None
-    # Several workers share the storage: each stops once the study as a whole has `target` finished trials.
-    stop = optuna.study.MaxTrialsCallback(target, states=FINISHED)
+    bar = Progress(target, done) if progress and done < target else None
+
+    def refresh(study: optuna.Study, trial: FrozenTrial) -> None:  # the run folder follows the storage
+        update_run_files(study, out)
+        if bar:
+            bar.update(study, trial, n_finished(study))
+
     try:
-        if remaining:
-            study.optimize(
-                fn,
-                n_trials=remaining,
-                timeout=timeout if timeout is not None else cfg.study.timeout,
-                catch=(Exception,),
-                callbacks=[stop, *([bar] if bar else []), *callbacks],
-            )
+        run_until(
+            study,
+            fn,
+            target=target,
+            timeout=timeout if timeout is not None else cfg.study.timeout,
+            callbacks=[refresh, *callbacks],
+            stale_after=cfg.study.stale_after,
+            max_retry=cfg.study.max_retry,
+            poll=min(2.0, cfg.study.heartbeat_interval),
+        )
     finally:
         if bar:
             bar.close()
-        best = write_run_files(study, cfg, out)
+        best = update_run_files(study, out)
         save_best_vectors(best, model, vectors, out / "vectors")
         write_report(out, study, [t.metric for t in cfg.objective.terms])
     return study
 
 
 def load_run_study(cfg: ExperimentConfig, run_dir: Path, storage: str | None = None) -> optuna.Study:
-    """The study of an existing run (its storage as configured, or ``run_dir/study.db``)."""
-    url = storage or cfg.study.storage
+    """The study of an existing run, found through what the run folder records (``run.json``), on any
+    storage; ``storage`` overrides it (e.g. a URL with the password the folder does not keep)."""
+    url = storage or recorded_storage(run_dir) or cfg.study.storage
     if url is None and not (run_dir / "study.db").exists():
         raise FileNotFoundError(f"{run_dir}/study.db does not exist: is {str(run_dir)!r} a run folder?")
-    return optuna.load_study(study_name=cfg.name, storage=storage_for(url, run_dir))
+    try:
+        return optuna.load_study(study_name=cfg.name, storage=storage_for(url, run_dir, cfg.study))
+    except KeyError as err:  # Optuna's "study not found"
+        raise StorageError(f"storage {redact(url) or run_dir / 'study.db'} has no study {cfg.name!r}") from err
 
 
 def save_best_vectors(best: dict[str, Any], model: SteerableModel, vectors: VectorCache, directory: Path) -> None:

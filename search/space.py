@@ -158,6 +158,11 @@ class SpaceSpec:
             raise ValueError("masks and positions need at least one entry")
         if self.n_additions.low < 1:
             raise ValueError("n_additions must be >= 1")
+        if self.layer.low < 0:
+            raise ValueError(f"layer.low must be >= 0, got {self.layer.low}")
+        fracs = self.frac.values or (self.frac.low, self.frac.high)
+        if not all(f is not None and 0 < f <= 1 for f in fracs):
+            raise ValueError(f"frac must lie in (0, 1] (a fraction of residual dimensions), got {list(fracs)}")
 
 
 def pair_pool(spec: PairsSpec) -> list[Pair]:

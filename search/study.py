@@ -7,39 +7,87 @@ Running the same command again loads the study and runs only the trials still mi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+from filelock import FileLock
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from search.config import BaselineSpec, StudySpec
+from search.outputs import redact
 from search.space import Pair, SpaceSpec
+from search.workers import CREATOR, retry_callback, tally, this_worker, worker_seed
 
 logger = logging.getLogger(__name__)
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+class StorageError(ValueError):
+    """A storage that cannot be opened (unreachable, missing driver, bad URL); the message is one line."""
 
 
-def storage_for(url: str | None, out_dir: Path) -> str | optuna.storages.BaseStorage:
-    if url is None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        # Several worker processes may share the file: wait for SQLite's lock instead of failing.
-        return optuna.storages.RDBStorage(
-            f"sqlite:///{(out_dir / 'study.db').resolve()}", engine_kwargs={"connect_args": {"timeout": 120}}
-        )
-    if url.startswith("journal:"):
-        path = Path(url.removeprefix("journal:"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+def _rdb_url(url: str) -> str:
+    # SQLAlchemy's bare postgresql:// means psycopg2; the project's driver is psycopg 3 (the `postgres` extra).
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url.removeprefix(bare)
     return url
+
+
+def _lock_path(url: str | None, out_dir: Path) -> Path | None:
+    """A file lock beside a local storage file, so workers never race on creating it."""
+    if url is None:
+        return out_dir / "study.db.lock"
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:") + ".lock")
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///") + ".lock")
+    return None
+
+
+def storage_for(url: str | None, out_dir: Path, spec: StudySpec | None = None) -> optuna.storages.BaseStorage:
+    """The storage a run uses: ``runs/<name>/study.db`` (SQLite) by default, ``journal:PATH``, or an RDB URL.
+
+    RDB storages (SQLite included) get Optuna's heartbeat and stale-trial retry from ``spec``. Raises
+    ``StorageError`` in one line when the storage cannot be opened."""
+    spec = spec or StudySpec()
+    try:
+        if url is not None and url.startswith("journal:"):
+            path = Path(url.removeprefix("journal:"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        if url is None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{(out_dir / 'study.db').resolve()}"
+        rdb = _rdb_url(url)
+        # Several worker processes may share a SQLite file: wait for its lock instead of failing.
+        engine = {"connect_args": {"timeout": 120}} if rdb.startswith("sqlite") else {"pool_pre_ping": True}
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 but long-standing
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                rdb,
+                engine_kwargs=engine,
+                heartbeat_interval=spec.heartbeat_interval,
+                grace_period=spec.grace_period,
+                heartbeat_stale_trial_callback=retry_callback(spec.max_retry),
+            )
+    except ImportError as err:
+        raise StorageError(
+            f"storage {redact(url)}: its database driver is not installed ({err}); "
+            "for PostgreSQL: pip install 'steersearch[postgres]'"
+        ) from err
+    except Exception as err:  # SQLAlchemy's errors (unreachable server, bad URL) carry multi-line detail
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StorageError(f"storage {redact(url)} cannot be opened: {first}") from err
 
 
 def grid_space(space: SpaceSpec, pool: Sequence[Pair]) -> dict[str, list[Any]]:
@@ -64,16 +112,18 @@ def grid_space(space: SpaceSpec, pool: Sequence[Pair]) -> dict[str, list[Any]]:
 
 
 def make_sampler(
-    spec: StudySpec, space: SpaceSpec, pool: Sequence[Pair], n_objectives: int
+    spec: StudySpec, space: SpaceSpec, pool: Sequence[Pair], n_objectives: int, *, seed: int | None = None
 ) -> optuna.samplers.BaseSampler:
-    seed = spec.seed
+    """The configured sampler, seeded with ``seed`` (default: the study seed; workers pass their own)."""
+    seed = spec.seed if seed is None else seed
     if n_objectives > 1 and spec.sampler not in ("nsga2", "random", "grid", "tpe"):
         raise ValueError(f"sampler {spec.sampler!r} is single-objective; use nsga2, tpe, random or grid")
     match spec.sampler:
         case "tpe":
             with warnings.catch_warnings():  # multivariate/group are "experimental" but long-standing
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+                # constant_liar: running trials (other workers') count as bad, so they are not proposed again.
+                return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
         case "cmaes":
             # CMA-ES handles the continuous parameters; categorical ones fall back to independent sampling.
             return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
@@ -138,19 +188,61 @@ def baseline_params(b: BaselineSpec, space: SpaceSpec) -> dict[str, Any]:
 def open_study(
     *,
     name: str,
-    storage: str | optuna.storages.BaseStorage,
+    url: str | None,
+    out_dir: Path,
+    spec: StudySpec,
     directions: Sequence[str],
-    sampler: optuna.samplers.BaseSampler,
+    make_sampler: Callable[[int], optuna.samplers.BaseSampler],
     pruner: optuna.pruners.BasePruner,
-) -> optuna.Study:
-    return optuna.create_study(
-        study_name=name,
-        storage=storage,
-        directions=[optuna.study.StudyDirection[d.upper()] for d in directions],
-        sampler=sampler,
-        pruner=pruner,
-        load_if_exists=True,
-    )
+    setup: Callable[[optuna.Study], None] = lambda study: None,
+) -> tuple[optuna.Study, str]:
+    """Create the study, or load it if it exists; returns it and this worker's identity.
+
+    The worker that creates the study is ``workers.CREATOR`` (sampler seeded with the study seed) and runs
+    ``setup`` (enqueueing baselines) once; any other worker is ``host:pid`` with a seed of its own. Local
+    storages are created under a file lock so that workers started in the same instant never race on
+    creating the schema; remote ones retry a few times."""
+    lock_path = _lock_path(url, out_dir)
+    if lock_path is not None:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock: Any = FileLock(str(lock_path)) if lock_path is not None else contextlib.nullcontext()
+    dirs = [optuna.study.StudyDirection[d.upper()] for d in directions]
+    for attempt in range(5):
+        try:
+            with lock:
+                storage = storage_for(url, out_dir, spec)
+                try:
+                    study = optuna.create_study(
+                        study_name=name,
+                        storage=storage,
+                        directions=dirs,
+                        sampler=make_sampler(spec.seed),
+                        pruner=pruner,
+                    )
+                except optuna.exceptions.DuplicatedStudyError:
+                    identity = this_worker()
+                    study = optuna.load_study(
+                        study_name=name,
+                        storage=storage,
+                        sampler=make_sampler(worker_seed(spec.seed, identity)),
+                        pruner=pruner,
+                    )
+                    if list(study.directions) != dirs:
+                        raise StorageError(
+                            f"study {name!r} in storage {redact(url) or out_dir} has directions "
+                            f"{[d.name.lower() for d in study.directions]}, the config {list(directions)}"
+                        ) from None
+                    return study, identity
+                setup(study)
+                return study, CREATOR
+        except StorageError:
+            raise
+        except Exception as err:  # two remote workers creating one schema at once: one of them retries
+            if attempt == 4:
+                raise StorageError(f"storage {redact(url)}: {str(err).strip().splitlines()[0]}") from err
+            logger.info("opening the study failed (%s); retrying", type(err).__name__)
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def enqueue_baselines(study: optuna.Study, baselines: Sequence[BaselineSpec], space: SpaceSpec) -> int:
@@ -177,23 +269,27 @@ def enqueue_adversarial(study: optuna.Study, winners: Sequence[BaselineSpec], sp
 
 
 def n_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Finished trials that count toward the target (retried stale trials and surplus ones do not)."""
+    return tally(study).done
 
 
 class Progress:
-    """A tqdm bar over the study's trials: done, best so far, ETA. Set up by the CLI, not at import."""
+    """A tqdm bar over the study's counted trials (all workers'): done, best so far, ETA. Set up by the CLI."""
 
     def __init__(self, total: int, done: int) -> None:
         self.bar = tqdm(total=total, initial=done, desc="trials", unit="trial", dynamic_ncols=True)
 
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.bar.update(1)
+    def update(self, study: optuna.Study, trial: FrozenTrial, done: int) -> None:
+        self.bar.update(max(0, min(done, self.bar.total) - self.bar.n))
         if len(study.directions) == 1:
-            done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-            if done:
+            values = [
+                t.value
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.value is not None and math.isfinite(t.value)
+            ]
+            if values:
                 best = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-                value = best(t.value for t in done if t.value is not None and math.isfinite(t.value))
-                self.bar.set_postfix(best=f"{value:.4f}", state=trial.state.name.lower())
+                self.bar.set_postfix(best=f"{best(values):.4f}", state=trial.state.name.lower())
 
     def close(self) -> None:
         self.bar.close()

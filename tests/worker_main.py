@@ -1,0 +1,52 @@
+"""One search worker as its own process, on the tiny in-memory model with the fake scorer (for worker tests).
+
+Usage: python -m tests.worker_main CONFIG OUT N_TRIALS [STORAGE]
+With STEERSEARCH_TEST_HANG_AT=K the worker hangs inside its K-th trial (1-based) until it is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from objectives.testing import FakeBertScorer
+from search.config import load_config
+from search.objective import SteeringObjective
+from search.run import Scorers, run_search
+from steering.testing import tiny_model
+
+
+def _hang_at(k: int) -> None:
+    run, started = SteeringObjective._run, []
+
+    def hanging(self, trial, cand):  # type: ignore[no-untyped-def]
+        started.append(trial.number)
+        if len(started) == k:
+            print(f"hanging in trial {trial.number}", flush=True)
+            time.sleep(3600)
+        return run(self, trial, cand)
+
+    SteeringObjective._run = hanging  # type: ignore[method-assign]
+
+
+def main(argv: list[str]) -> int:
+    config, out, n = argv[0], Path(argv[1]), int(argv[2])
+    storage = argv[3] if len(argv) > 3 else None
+    if "STEERSEARCH_TEST_HANG_AT" in os.environ:
+        _hang_at(int(os.environ["STEERSEARCH_TEST_HANG_AT"]))
+    run_search(
+        load_config(config),
+        out=out,
+        n_trials=n,
+        storage=storage,
+        model=tiny_model(),
+        scorers=Scorers(bert=FakeBertScorer()),
+        progress=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
