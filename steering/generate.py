@@ -189,6 +189,9 @@ def decode_loop(
 
 def _pick(logits: Tensor, counts: Tensor, uniforms: Tensor, config: GenerationConfig) -> Tensor:
     logits = logits.float()
+    # NaN (or +inf) logits would sample garbage silently; -inf is a legitimately masked token.
+    if bool((torch.isnan(logits) | torch.isposinf(logits)).any()):
+        raise FloatingPointError("the model produced NaN or inf logits (a steering vector too large or not finite?)")
     if config.freq_penalty:
         logits = logits - config.freq_penalty * counts
     if config.temperature == 0:

@@ -3,6 +3,7 @@ compiled per-layer, per-row form that the hooks apply."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -72,6 +73,8 @@ class Addition:
     def __post_init__(self) -> None:
         if not 0.0 < self.frac <= 1.0:
             raise ValueError(f"frac must be in (0, 1], got {self.frac}")
+        if not math.isfinite(self.coeff):
+            raise ValueError(f"coeff must be finite, got {self.coeff}")
 
     @property
     def layer(self) -> int:

@@ -36,6 +36,8 @@ class SteeringVector:
             raise ValueError(f"activations must be [n_pos, d_model], got shape {tuple(self.activations.shape)}")
         if self.layer < 0:
             raise ValueError(f"layer must be >= 0, got {self.layer}")
+        if not bool(torch.isfinite(self.activations).all()):
+            raise ValueError("steering vector has NaN or inf values")
 
     @property
     def n_pos(self) -> int:

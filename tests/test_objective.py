@@ -5,12 +5,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from objectives import EvalData, Evaluator, Objective, ObjectiveSpec, Term
 from objectives.testing import FakeBertScorer
 from search.objective import CompletionSink, FidelitySpec, SteeringObjective
 from search.space import FloatRange, IntRange, PairsSpec, SpaceSpec, pair_pool
-from steering import GenerationConfig
+from steering import Addition, GenerationConfig, SteeringVector
 from steering.model import SteerableModel
 
 POOL = pair_pool(PairsSpec(hand_written=(("The bride and the groom", ""), ("She hates the rain", "She loves"))))
@@ -73,3 +74,45 @@ def test_failed_trial_is_recorded_and_study_goes_on(tiny: SteerableModel, tmp_pa
 def test_bad_rungs(rungs) -> None:
     with pytest.raises(ValueError, match="rungs"):
         FidelitySpec(rungs)
+
+
+def _nan_vector(self, model, vectors):  # type: ignore[no-untyped-def]
+    return [Addition(SteeringVector(torch.full((1, model.d_model), float("nan")), 1), 1.0)]
+
+
+def _huge_vector(self, model, vectors):  # type: ignore[no-untyped-def]
+    return [Addition(SteeringVector(torch.full((1, model.d_model), 3e38), 1), 1.0)]  # finite, logits are not
+
+
+def _oom(*args, **kwargs):  # type: ignore[no-untyped-def]
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def _scorer_crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+    raise RuntimeError("scorer crashed")
+
+
+@pytest.mark.parametrize(
+    ("target", "replacement", "reason"),
+    [
+        ("search.space.Candidate.steering", _nan_vector, "ValueError: steering vector has NaN or inf values"),
+        ("search.space.Candidate.steering", _huge_vector, "FloatingPointError: the model produced NaN or inf logits"),
+        ("search.objective.generate", _oom, "OutOfMemoryError: CUDA out of memory"),
+        ("objectives.Evaluator.text_metrics", _scorer_crash, "RuntimeError: scorer crashed"),
+    ],
+    ids=["nan-vector", "nan-logits", "out-of-memory", "scoring-error"],
+)
+def test_a_crashing_trial_is_recorded_failed_and_the_study_goes_on(
+    tiny: SteerableModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, replacement, reason: str
+) -> None:
+    objective = _objective(tiny, tmp_path, rungs=(1,))
+    hooks_before = sum(len(b._forward_pre_hooks) + len(b._forward_hooks) for b in tiny.hf.modules())
+    study = optuna.create_study(direction="maximize")
+    with monkeypatch.context() as m:
+        m.setattr(target, replacement)
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+    study.optimize(objective, n_trials=1, catch=(Exception,))  # the next trial runs normally
+    first, second = study.trials
+    assert first.state == optuna.trial.TrialState.FAIL and first.user_attrs["fail_reason"].startswith(reason)
+    assert second.state == optuna.trial.TrialState.COMPLETE
+    assert sum(len(b._forward_pre_hooks) + len(b._forward_hooks) for b in tiny.hf.modules()) == hooks_before
