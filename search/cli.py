@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from search.config import ConfigError, ExperimentConfig, load_config
+from search.config import ConfigError, ExperimentConfig, find_config, load_config
 from search.display import side_by_side
 from steering import Addition, MaskMode, Positions, SteeringVector, generate, load_model
 from steering.model import ModelLoadError
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="print unsteered and steered completions side by side")
-    gen.add_argument("--config", help="experiment YAML (model and generation sections); default: embedded model")
+    gen.add_argument("--config", help="experiment YAML or shipped config name; default: embedded model")
     gen.add_argument("--pair", nargs=2, metavar=("A", "B"), required=True, help="prompt pair; B may be ''")
     gen.add_argument("--layer", type=int, required=True, help="residual stream layer (input of block L)")
     gen.add_argument("--coeff", type=float, required=True, help="coefficient on the pair's difference")
@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
 
     run = sub.add_parser("run", help="run (or resume) the search a config describes")
-    run.add_argument("config", help="experiment YAML")
+    run.add_argument("config", help="experiment YAML, or a shipped config's name (quickstart, ...)")
     run.add_argument("--n-trials", type=int, help="finished trials the study should reach (default: config)")
     run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     run.add_argument("--storage", help="Optuna storage URL, or journal:PATH (default: sqlite in the run folder)")
@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     cmp = sub.add_parser("compare", help="held-out comparison of the best found with baselines (CIs)")
-    cmp.add_argument("config", help="experiment YAML (the one the run used)")
+    cmp.add_argument("config", help="experiment YAML or shipped config name (the one the run used)")
     cmp.add_argument("--run", required=True, help="run folder (holds best.json)")
     cmp.set_defaults(func=cmd_compare)
 
@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
 
     ana = sub.add_parser("analyze", help="distillation into short pairs and length vs strength (held-out)")
-    ana.add_argument("config", help="experiment YAML with a distill and/or length section")
+    ana.add_argument("config", help="experiment YAML (or shipped config name) with a distill and/or length section")
     ana.add_argument("--out", help="run folder (default: runs/<name>)")
     ana.set_defaults(func=cmd_analyze)
 
@@ -113,7 +113,8 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     from search.run import run_search
 
-    cfg = load_config(args.config)
+    config = find_config(args.config)
+    cfg = load_config(config)
     if args.n_trials is not None and args.n_trials < 1:
         raise UserError(f"--n-trials must be >= 1, got {args.n_trials}")
     if args.workers < 1:
@@ -121,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     extra = []
     if args.workers > 1:
-        argv = [sys.executable, "-m", "search.cli", "run", args.config, "--out", str(out), "--no-progress"]
+        argv = [sys.executable, "-m", "search.cli", "run", str(config), "--out", str(out), "--no-progress"]
         for flag, value in (("--n-trials", args.n_trials), ("--timeout", args.timeout), ("--storage", args.storage)):
             if value is not None:
                 argv += [flag, str(value)]
@@ -151,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from search.compare import run_compare, table
 
-    cfg = load_config(args.config)
+    cfg = load_config(find_config(args.config))
     report = run_compare(cfg, Path(args.run))
     shown = [
         m
@@ -179,7 +180,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from search.distill import distill_table
     from search.length import length_table
 
-    cfg = load_config(args.config)
+    cfg = load_config(find_config(args.config))
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     results = run_analysis(cfg, out)
     if "distill" in results:
@@ -198,7 +199,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config) if args.config else ExperimentConfig()
+    cfg = load_config(find_config(args.config, "--config")) if args.config else ExperimentConfig()
     if not args.prompt.strip():
         raise UserError("--prompt is empty")
     overrides = {k: v for k, v in (("n", args.n), ("seed", args.seed)) if v is not None}

@@ -7,6 +7,8 @@ objects (or the steering layer's own types), never dicts.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -38,14 +40,54 @@ class ModelSpec:
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 
 
+SHIPPED_PACKAGE = "steersearch_configs"
+"""The repository's ``configs/`` folder, installed as this package (pyproject.toml's ``package-dir``)."""
+
+
+def shipped_file(name: str = "") -> Path:
+    """A config or gold file shipped with steersearch, by its path inside ``configs/``.
+
+    Works from the repository (editable install) and from an installed wheel alike; ``""`` is the folder.
+
+    Example:
+        >>> shipped_file("gold/weddings.yaml").is_file()
+        True
+    """
+    try:
+        root = Path(str(importlib.resources.files(SHIPPED_PACKAGE)))
+    except ModuleNotFoundError:  # a source checkout on sys.path without an install
+        root = Path(__file__).resolve().parents[1] / "configs"
+    return root.joinpath(*name.split("/")) if name else root
+
+
+def shipped_configs() -> list[str]:
+    """Names of the shipped experiment configs (``quickstart``, ...), for ``steersearch run NAME``."""
+    return sorted(p.stem for p in shipped_file().glob("*.yaml"))
+
+
+def find_config(arg: str | Path, what: str = "config") -> Path:
+    """The config file ``arg`` names: an existing file, else a shipped config by bare name (``quickstart``
+    or ``quickstart.yaml``). ``what`` names the argument in the one-line error (``--config``)."""
+    p = Path(arg)
+    if p.is_file():
+        return p
+    name = str(arg).removesuffix(".yaml")
+    if str(arg) == p.name and name in shipped_configs():  # a bare name, not a path
+        return shipped_file(f"{name}.yaml")
+    shipped = ", ".join(shipped_configs())
+    raise ConfigError(f"{what} {str(arg)!r}: no such file, and no shipped config of that name; shipped: {shipped}")
+
+
 @dataclass(frozen=True)
 class DataSpec:
-    """Text files (``configs/gold/`` format), relative to the working directory."""
+    """Text files (``configs/gold/`` format). In a config file a relative path is relative to the config
+    file's folder (``gold/weddings.yaml`` beside ``configs/quickstart.yaml``); ``load_config`` makes them
+    absolute. Defaults: the shipped weddings gold set and the shipped prompt, neutral and off-target sets."""
 
-    gold: str = "configs/gold/weddings.yaml"
-    prompts: str = "configs/gold/prompts.yaml"
-    neutral: str = "configs/gold/neutral.yaml"
-    off_target: str = "configs/gold/off_target.yaml"
+    gold: str = str(shipped_file("gold/weddings.yaml"))
+    prompts: str = str(shipped_file("gold/prompts.yaml"))
+    neutral: str = str(shipped_file("gold/neutral.yaml"))
+    off_target: str = str(shipped_file("gold/off_target.yaml"))
 
 
 @dataclass(frozen=True)
@@ -138,10 +180,11 @@ T = TypeVar("T")
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML experiment config.
+    """Read and validate a YAML experiment config; its relative file paths become absolute, relative to
+    the config file's folder (see ``resolve_paths``), so the config works from any working directory.
 
     Example:
-        >>> cfg = load_config("configs/quickstart.yaml")
+        >>> cfg = load_config("configs/quickstart.yaml")  # or load_config(find_config("quickstart"))
         >>> cfg.generation.top_p
     """
     p = Path(path)
@@ -151,7 +194,51 @@ def load_config(path: str | Path) -> ExperimentConfig:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {err}") from err
-    return from_dict(ExperimentConfig, data if data is not None else {})
+    return resolve_paths(from_dict(ExperimentConfig, data if data is not None else {}), p.resolve().parent)
+
+
+FILE_FIELDS = (
+    "data.gold",
+    "data.prompts",
+    "data.neutral",
+    "data.off_target",
+    "space.learned.suppress",
+    "scorer.baseline_path",
+)
+"""Fields that name a file: a relative path is relative to the config file's folder."""
+
+NAME_OR_PATH_FIELDS = ("model.source", "scorer.model")
+"""A hub name or a local directory: relative to the config's folder only when written ``./x`` or ``../x``
+(a plain ``x`` stays as written: a hub name, or a directory relative to the working directory)."""
+
+
+def resolve_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
+    """``cfg`` with each relative path in ``FILE_FIELDS`` (and explicitly relative ``NAME_OR_PATH_FIELDS``)
+    made absolute against ``base``; absolute paths are kept, so a written-back config loads unchanged."""
+
+    def absolute(value: str, explicit_only: bool) -> str:
+        if explicit_only and not value.startswith(("./", "../")):
+            return value
+        p = Path(value).expanduser()
+        return value if p.is_absolute() else os.path.normpath(base / p)
+
+    def update(obj: Any, names: list[str], explicit_only: bool) -> Any:
+        if obj is None:  # an optional section that is absent
+            return obj
+        value = getattr(obj, names[0])
+        if len(names) > 1:
+            new = update(value, names[1:], explicit_only)
+        elif isinstance(value, str) and value:
+            new = absolute(value, explicit_only)
+        else:
+            return obj
+        return obj if new is value else dataclasses.replace(obj, **{names[0]: new})
+
+    for dotted in FILE_FIELDS:
+        cfg = update(cfg, dotted.split("."), explicit_only=False)
+    for dotted in NAME_OR_PATH_FIELDS:
+        cfg = update(cfg, dotted.split("."), explicit_only=True)
+    return cfg
 
 
 def from_dict(cls: type[T], data: Any, path: str = "") -> T:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from objectives.gold import load_gold_set, load_split
 from objectives.keywords import KeywordRate
+from search.config import shipped_file
 from search.display import side_by_side
 from steering import Addition, GenerationConfig, SteeringVector, generate_candidates, load_model
 from steering.model import SteerableModel
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = shipped_file()  # the shipped configs/ folder (the repository's, or the installed package's)
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,8 @@ def measure_effect(
 def run_demo(settings: DemoSettings = DemoSettings(), *, as_json: bool = False) -> SteeringEffect:
     t0 = time.perf_counter()
     model = load_model()
-    prompts = load_split(CONFIGS / "gold" / "prompts.yaml").search
-    keywords = load_gold_set(CONFIGS / "gold" / "weddings.yaml").keywords  # ActAdd's wedding words
+    prompts = load_split(shipped_file("gold/prompts.yaml")).search
+    keywords = load_gold_set(shipped_file("gold/weddings.yaml")).keywords  # ActAdd's wedding words
     effect = measure_effect(model, settings, prompts, keywords)
     seconds = time.perf_counter() - t0
     if as_json:
