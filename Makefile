@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# torch first and pinned: an unpinned resolve would pull the CUDA build and several GB.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,postgres]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,7 +26,7 @@ demo: $(STAMP)
 	@echo "report: runs/quickstart/report.html (and report.md)"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	tests/with_postgres.sh $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check steering objectives search tests bench
@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_trials
 	$(BIN)/python -m bench.bench_search
 	$(BIN)/python -m bench.bench_fit
+	$(BIN)/python -m bench.bench_soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
