@@ -43,14 +43,17 @@ def _rdb_url(url: str) -> str:
     return url
 
 
+LOCK_SUFFIX = ".create-lock"  # not ".lock": Optuna's journal backend locks PATH.lock itself
+
+
 def _lock_path(url: str | None, out_dir: Path) -> Path | None:
     """A file lock beside a local storage file, so workers never race on creating it."""
     if url is None:
-        return out_dir / "study.db.lock"
+        return out_dir / f"study.db{LOCK_SUFFIX}"
     if url.startswith("journal:"):
-        return Path(url.removeprefix("journal:") + ".lock")
+        return Path(url.removeprefix("journal:") + LOCK_SUFFIX)
     if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///") + ".lock")
+        return Path(url.removeprefix("sqlite:///") + LOCK_SUFFIX)
     return None
 
 

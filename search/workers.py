@@ -9,8 +9,9 @@ Any number of ``steersearch run`` processes, on one machine or several, may shar
 - **Stale trials.** A worker that dies (kill -9, a lost machine) leaves its trial RUNNING. On RDB storages
   (SQLite, PostgreSQL) Optuna's heartbeat marks it failed after ``grace_period`` seconds and
   ``RetryHeartbeatStaleTrialCallback`` enqueues a copy with the same parameters. Journal storage has no
-  heartbeat: there a RUNNING trial is stale when its worker ran on this host and that process is gone, or
-  when it started more than ``stale_after`` seconds ago; it is failed and retried the same way.
+  heartbeat: there a RUNNING trial is stale when it started more than ``stale_after`` seconds ago. On every
+  storage, a RUNNING trial whose worker ran on this host and whose process is gone is stale at once (so a
+  rerun after kill -9 retries the killed trial without waiting out a grace period).
 - **Budget.** The target counts finished trials (complete, pruned, failed), leaving out trials that were
   retried (their copy counts) and surplus ones. A worker only starts a trial while finished + running trials
   are below the target; when two workers start one in the same instant, the trial numbered past the target
@@ -119,11 +120,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stale_without_heartbeat(t: FrozenTrial, stale_after: float, now: datetime) -> str | None:
+def _why_stale(t: FrozenTrial, stale_after: float | None, now: datetime) -> str | None:
     host, _, pid = str(t.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
     if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
         return f"its worker {host}:{pid} is gone"
-    if t.datetime_start is not None and (now - t.datetime_start).total_seconds() > stale_after:
+    started = t.datetime_start
+    if stale_after is not None and started is not None and (now - started).total_seconds() > stale_after:
         return f"it has run for more than {stale_after:g} s"
     return None
 
@@ -131,17 +133,18 @@ def _stale_without_heartbeat(t: FrozenTrial, stale_after: float, now: datetime) 
 def fail_stale_trials(study: optuna.Study, *, stale_after: float, max_retry: int) -> int:
     """Fail the study's stale RUNNING trials and enqueue a retry of each; returns how many were failed.
 
-    With a heartbeat (RDB storages) Optuna decides what is stale; otherwise the rule above applies."""
+    A trial whose worker ran on this host and is gone is stale at once, on any storage. Beyond that, RDB
+    storages decide by heartbeat (Optuna's ``fail_stale_trials``) and the others by ``stale_after``."""
     storage = study._storage  # Optuna has no public accessor; whether a heartbeat runs is the storage's
-    if getattr(storage, "get_heartbeat_interval", lambda: None)():
-        before = len(retried_by(study.get_trials(deepcopy=False)))
+    heartbeat = bool(getattr(storage, "get_heartbeat_interval", lambda: None)())
+    before = len(retried_by(study.get_trials(deepcopy=False)))
+    if heartbeat:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        return len(retried_by(study.get_trials(deepcopy=False))) - before
-    now, retry, n = datetime.now(), retry_callback(max_retry), 0
+    now, retry = datetime.now(), retry_callback(max_retry)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        reason = _stale_without_heartbeat(t, stale_after, now)
+        reason = _why_stale(t, None if heartbeat else stale_after, now)
         if reason is None:
             continue
         try:
@@ -150,9 +153,8 @@ def fail_stale_trials(study: optuna.Study, *, stale_after: float, max_retry: int
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker failed it first
         logger.warning("trial %d is stale (%s): failed, retried with the same parameters", t.number, reason)
-        retry(study, t)
-        n += 1
-    return n
+        retry(study, study.get_trials(deepcopy=False)[t.number])
+    return len(retried_by(study.get_trials(deepcopy=False))) - before
 
 
 class SurplusTrial(Exception):

@@ -74,3 +74,53 @@ def test_the_password_is_required(postgres_url: str, monkeypatch: pytest.MonkeyP
         assert urlsplit(url).password != urlsplit(postgres_url).password
         with pytest.raises(psycopg.OperationalError, match="password"):
             psycopg.connect(url, connect_timeout=10).close()
+
+
+def test_the_project_opens_a_bare_postgresql_url_with_its_heartbeat(postgres_url: str, tmp_path) -> None:
+    from search.study import storage_for
+
+    storage = storage_for(postgres_url, tmp_path)  # postgresql:// is mapped onto psycopg 3
+    assert isinstance(storage, optuna.storages.RDBStorage) and storage.get_heartbeat_interval() == 10
+    assert not list(tmp_path.iterdir())  # a remote storage writes nothing locally
+
+
+def test_a_password_never_reaches_the_run_folder_logs_or_report(
+    postgres_url: str, tmp_path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+    from pathlib import Path
+
+    from objectives.testing import FakeBertScorer
+    from search.cli import main
+    from search.config import load_config
+    from search.run import Scorers, run_search
+    from steering.testing import tiny_model
+
+    password = urlsplit(postgres_url).password
+    assert password
+    root = Path(__file__).parents[1]
+    cfg_file = tmp_path / "exp.yaml"
+    cfg_file.write_text(
+        f"name: pw-{uuid.uuid4().hex[:8]}\n"
+        "generation: {max_new_tokens: 3}\n"
+        "objective: {terms: [{metric: bertscore_f1}]}\n"
+        'pairs: {hand_written: [["The bride", ""]]}\n'
+        "space: {layer: {low: 0, high: 1}}\n"
+        "fidelity: {rungs: [1]}\n"
+        f"study: {{n_trials: 2, storage: '{postgres_url}'}}\n"
+        f"data: {{gold: {root}/configs/gold/weddings.yaml, prompts: {root}/configs/gold/prompts.yaml}}\n"
+    )
+    out = tmp_path / "run"
+    with caplog.at_level(logging.DEBUG):
+        run_search(load_config(cfg_file), out=out, model=tiny_model(), scorers=Scorers(bert=FakeBertScorer()))
+        assert main(["report", str(out), "--storage", postgres_url]) == 0
+        # A wrong password: the one-line error names the storage without any password.
+        assert main(["report", str(out), "--storage", with_password(postgres_url, "wrong-secret")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be opened" in err and "wrong-secret" not in err and password not in err
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {"config.yaml", "env.json", "run.json", "trials.csv", "best.json", "report.md"} <= {p.name for p in files}
+    for p in files:
+        assert password.encode() not in p.read_bytes(), p
+    assert password not in caplog.text
+    assert "steersearch@127.0.0.1" in (out / "run.json").read_text()  # the folder still says where the study is

@@ -128,7 +128,8 @@ def test_four_workers_started_together_explore_and_stop_at_the_target(
     tmp_path: Path, kind: str, request: pytest.FixtureRequest, spawn
 ) -> None:
     cfg, out, url = _setup(tmp_path, kind, request)
-    workers = [spawn(cfg, out, 12, url) for _ in range(4)]  # same instant, fresh folder and storage
+    together = {"STEERSEARCH_TEST_TOGETHER": f"{tmp_path / 'started'}:4", "STEERSEARCH_TEST_TRIAL_S": "0.5"}
+    workers = [spawn(cfg, out, 12, url, **together) for _ in range(4)]  # same instant, fresh folder and storage
     outputs = [w.communicate(timeout=300)[0] for w in workers]
     assert [w.returncode for w in workers] == [0] * 4, "\n".join(outputs)
     study = _study(out, url)

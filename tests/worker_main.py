@@ -2,6 +2,9 @@
 
 Usage: python -m tests.worker_main CONFIG OUT N_TRIALS [STORAGE]
 With STEERSEARCH_TEST_HANG_AT=K the worker hangs inside its K-th trial (1-based) until it is killed.
+With STEERSEARCH_TEST_TOGETHER=DIR:N the worker waits until N workers have started (after their imports) so
+they begin at the same instant, and each trial takes at least STEERSEARCH_TEST_TRIAL_S seconds, so that
+every worker gets trials to run whatever the machine's load.
 """
 
 from __future__ import annotations
@@ -31,17 +34,43 @@ def _hang_at(k: int) -> None:
     SteeringObjective._run = hanging  # type: ignore[method-assign]
 
 
+def _slow_trials(seconds: float) -> None:
+    run = SteeringObjective._run
+
+    def slow(self, trial, cand):  # type: ignore[no-untyped-def]
+        time.sleep(seconds)
+        return run(self, trial, cand)
+
+    SteeringObjective._run = slow  # type: ignore[method-assign]
+
+
+def _start_together(spec: str) -> None:
+    folder, n = Path(spec.rsplit(":", 1)[0]), int(spec.rsplit(":", 1)[1])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + 300
+    while len(list(folder.iterdir())) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(list(folder.iterdir()))} of {n} workers started")
+        time.sleep(0.05)
+
+
 def main(argv: list[str]) -> int:
     config, out, n = argv[0], Path(argv[1]), int(argv[2])
     storage = argv[3] if len(argv) > 3 else None
     if "STEERSEARCH_TEST_HANG_AT" in os.environ:
         _hang_at(int(os.environ["STEERSEARCH_TEST_HANG_AT"]))
+    if "STEERSEARCH_TEST_TRIAL_S" in os.environ:
+        _slow_trials(float(os.environ["STEERSEARCH_TEST_TRIAL_S"]))
+    model = tiny_model()
+    if "STEERSEARCH_TEST_TOGETHER" in os.environ:
+        _start_together(os.environ["STEERSEARCH_TEST_TOGETHER"])
     run_search(
         load_config(config),
         out=out,
         n_trials=n,
         storage=storage,
-        model=tiny_model(),
+        model=model,
         scorers=Scorers(bert=FakeBertScorer()),
         progress=False,
     )
