@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_trials
 	$(BIN)/python -m bench.bench_search
 	$(BIN)/python -m bench.bench_fit
+	$(BIN)/python -m bench.bench_soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

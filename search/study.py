@@ -47,14 +47,16 @@ LOCK_SUFFIX = ".create-lock"  # not ".lock": Optuna's journal backend locks PATH
 
 
 def _lock_path(url: str | None, out_dir: Path) -> Path | None:
-    """A file lock beside a local storage file, so workers never race on creating it."""
+    """A hidden file lock beside a local storage file, so workers never race on creating it."""
     if url is None:
-        return out_dir / f"study.db{LOCK_SUFFIX}"
-    if url.startswith("journal:"):
-        return Path(url.removeprefix("journal:") + LOCK_SUFFIX)
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///") + LOCK_SUFFIX)
-    return None
+        file = out_dir / "study.db"
+    elif url.startswith("journal:"):
+        file = Path(url.removeprefix("journal:"))
+    elif url.startswith("sqlite:///"):
+        file = Path(url.removeprefix("sqlite:///"))
+    else:
+        return None
+    return file.with_name(f".{file.name}{LOCK_SUFFIX}")
 
 
 def storage_for(url: str | None, out_dir: Path, spec: StudySpec | None = None) -> optuna.storages.BaseStorage:
