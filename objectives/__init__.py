@@ -6,6 +6,7 @@ from objectives.damage import GoldLogLikelihood, OffTargetKL, PerplexityRatio
 from objectives.embedding import EmbeddingSimilarity
 from objectives.evaluate import EvalData, Evaluator
 from objectives.gold import GoldSet, Split, load_gold_set, load_split
+from objectives.items import Items
 from objectives.keywords import KeywordRate, KeywordScore
 from objectives.text import distinct_n, repetition_rate, text_quality
 
@@ -19,6 +20,7 @@ __all__ = [
     "Evaluator",
     "GoldLogLikelihood",
     "GoldSet",
+    "Items",
     "KeywordRate",
     "KeywordScore",
     "Objective",

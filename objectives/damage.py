@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
+from objectives.items import Items, point, ratio_of_sums
 from steering import Steering
 from steering.model import SteerableModel
 from steering.scoring import continuation_logprobs, position_logprobs
@@ -44,14 +45,18 @@ class PerplexityRatio:
         logp, _ = continuation_logprobs(model, [""] * len(self.texts), list(self.texts), [steering])
         return -logp, base, n
 
-    def score(self, model: SteerableModel, steering: Steering) -> dict[str, float]:
+    def items(self, model: SteerableModel, steering: Steering) -> dict[str, Items]:
+        """``ppl_ratio`` and its parts over the neutral texts (resampled as whole texts)."""
         nll, nll_base, n = self.per_text(model, steering)
-        base, steered = float(nll_base.sum() / n.sum()), float(nll.sum() / n.sum())
+        steered, base = ratio_of_sums(nll, n), ratio_of_sums(nll_base, n)
         return {
-            "ppl_unsteered": math.exp(base),
-            "ppl_steered": math.exp(steered),
-            "ppl_ratio": math.exp(steered - base),
+            "ppl_unsteered": Items(len(n), lambda idx: math.exp(base.stat(idx))),
+            "ppl_steered": Items(len(n), lambda idx: math.exp(steered.stat(idx))),
+            "ppl_ratio": Items(len(n), lambda idx: math.exp(steered.stat(idx) - base.stat(idx))),
         }
+
+    def score(self, model: SteerableModel, steering: Steering) -> dict[str, float]:
+        return {k: v.value for k, v in self.items(model, steering).items()}
 
 
 class OffTargetKL:
@@ -71,9 +76,12 @@ class OffTargetKL:
         kl = (base.exp() * (base - steered)).sum(dim=-1)  # [B, T]
         return (kl * mask).sum(dim=1), mask.sum(dim=1).to(kl.dtype)
 
+    def items(self, model: SteerableModel, steering: Steering) -> dict[str, Items]:
+        """``kl`` over the off-target prompts (resampled as whole prompts)."""
+        return {"kl": ratio_of_sums(*self.per_prompt(model, steering))}
+
     def score(self, model: SteerableModel, steering: Steering) -> dict[str, float]:
-        kl, n = self.per_prompt(model, steering)
-        return {"kl": float(kl.sum() / n.sum())}
+        return {k: v.value for k, v in self.items(model, steering).items()}
 
 
 class GoldLogLikelihood:
@@ -94,5 +102,8 @@ class GoldLogLikelihood:
         logp, n = continuation_logprobs(model, list(prefixes), list(golds), [steering], grad=grad)
         return logp.sum() / n.sum()
 
+    def items(self, model: SteerableModel, steering: Steering) -> dict[str, Items]:
+        return {"gold_loglik": point(float(self.value(model, steering)))}
+
     def score(self, model: SteerableModel, steering: Steering) -> dict[str, float]:
-        return {"gold_loglik": float(self.value(model, steering))}
+        return {k: v.value for k, v in self.items(model, steering).items()}

@@ -13,8 +13,9 @@ from objectives.bertscore import BertScorer
 from objectives.compose import check_metric
 from objectives.damage import GoldLogLikelihood, OffTargetKL, PerplexityRatio
 from objectives.embedding import EmbeddingSimilarity
+from objectives.items import Items, list_mean, point, tensor_mean
 from objectives.keywords import KeywordRate
-from objectives.text import text_quality
+from objectives.text import distinct_n, repetition_rates
 from steering import Steering
 from steering.model import SteerableModel
 
@@ -74,27 +75,41 @@ class Evaluator:
     def needs_model(self) -> bool:
         return bool(self.metrics & MODEL_BASED)
 
-    def text_metrics(self, completions: Sequence[str]) -> dict[str, float]:
+    def text_items(self, completions: Sequence[str]) -> dict[str, Items]:
+        """Each requested text metric as per-completion items (distinct-n as a corpus-level point)."""
         if not completions:
             raise ValueError("no completions to score")
-        raw: dict[str, float] = {}
+        items: dict[str, Items] = {}
         if self._bert is not None and self._bert_refs is not None:
-            raw |= self._bert.score(completions, self._bert_refs).mean()
+            res = self._bert.score(completions, self._bert_refs)
+            items |= {
+                "bertscore_p": tensor_mean(res.precision),
+                "bertscore_r": tensor_mean(res.recall),
+                "bertscore_f1": tensor_mean(res.f1),
+            }
         if self._embed is not None and self._embed_refs is not None:
-            raw["embedding_sim"] = float(self._embed.score(completions, self._embed_refs).mean())
+            items["embedding_sim"] = tensor_mean(self._embed.score(completions, self._embed_refs))
         if self._keywords is not None:
-            kw = self._keywords.score(completions)
-            raw |= {"keyword_rate": kw.rate, "keyword_count": kw.mean_count}
+            counts = [float(self._keywords.count(c)) for c in completions]
+            items |= {"keyword_rate": list_mean([float(c > 0) for c in counts]), "keyword_count": list_mean(counts)}
         if self.metrics & TEXT:
-            raw |= text_quality(completions)
-        return {k: v for k, v in raw.items() if k in self.metrics}
+            items |= {f"distinct_{n}": point(distinct_n(completions, n)) for n in (1, 2)}
+            items["rep_rate"] = list_mean(repetition_rates(completions))
+        return {k: v for k, v in items.items() if k in self.metrics}
 
-    def model_metrics(self, model: SteerableModel, steering: Steering) -> dict[str, float]:
-        raw: dict[str, float] = {}
+    def model_items(self, model: SteerableModel, steering: Steering) -> dict[str, Items]:
+        """Each requested model-based metric (and its parts, e.g. ``ppl_steered``) as items."""
+        items: dict[str, Items] = {}
         for metric in (self._ppl, self._kl, self._gold_ll):
             if metric is not None:
-                raw |= metric.score(model, steering)
-        return raw
+                items |= metric.items(model, steering)
+        return items
+
+    def text_metrics(self, completions: Sequence[str]) -> dict[str, float]:
+        return {k: v.value for k, v in self.text_items(completions).items()}
+
+    def model_metrics(self, model: SteerableModel, steering: Steering) -> dict[str, float]:
+        return {k: v.value for k, v in self.model_items(model, steering).items()}
 
     def evaluate(
         self, completions: Sequence[str], model: SteerableModel | None = None, steering: Steering = ()

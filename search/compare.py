@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,18 @@ import numpy as np
 import optuna
 import torch
 
-from objectives import KeywordRate, Objective
-from objectives.damage import OffTargetKL, PerplexityRatio
-from objectives.text import distinct_n, repetition_rates
+from objectives import Evaluator, Items, Objective
 from search.config import ExperimentConfig
 from search.outputs import write_text
-from search.run import ExperimentData, Scorers, load_data, load_run_study, vector_cache
+from search.run import (
+    ExperimentData,
+    Scorers,
+    load_data,
+    load_experiment_model,
+    load_run_study,
+    metrics_for,
+    vector_cache,
+)
 from search.space import AdditionChoice, Candidate, Pair
 from search.vectors import VectorCache
 from steering import Addition, Positions, Steering, SteeringVector, generate
@@ -42,15 +48,16 @@ class Method:
     prefix: str = ""
 
 
-def bootstrap_ci(
-    stat: Callable[[np.ndarray], float], n_items: int, *, resamples: int, seed: int
-) -> tuple[float, float, float]:
-    """``(estimate, lo, hi)``: the statistic on all items and the 2.5/97.5 percentiles over resamples of items."""
+def bootstrap_ci(items: Items, *, resamples: int, seed: int) -> tuple[float, float, float]:
+    """``(estimate, lo, hi)``: the metric on all items and the 2.5/97.5 percentiles over resamples of items."""
     rng = np.random.default_rng(seed)
-    everything = np.arange(n_items)
-    draws = [stat(rng.integers(0, n_items, n_items)) for _ in range(resamples)]
+    draws = [items.stat(rng.integers(0, items.n, items.n)) for _ in range(resamples)]
     lo, hi = np.percentile(draws, [2.5, 97.5])
-    return float(stat(everything)), float(lo), float(hi)
+    return items.value, float(lo), float(hi)
+
+
+COMPARED = frozenset({"ppl_ratio", "kl"})
+"""Damage metrics every comparison reports, beside the metrics the search measured."""
 
 
 def methods_for(
@@ -107,68 +114,6 @@ def best_per_source(study: optuna.Study) -> dict[str, tuple[int, list[dict[str, 
     return {s: (n, r) for s, (_, n, r) in sorted(best.items())}
 
 
-def evaluate_method(
-    method: Method,
-    *,
-    model: SteerableModel,
-    cfg: ExperimentConfig,
-    data: ExperimentData,
-    scorers: Scorers,
-    refs: Any,
-    embed_refs: Any,
-    ppl: PerplexityRatio,
-    kl: OffTargetKL,
-    split: str = "heldout",
-) -> tuple[dict[str, dict[str, float]], list[str]]:
-    prompts = list(data.prompts.part(split))
-    seed = cfg.compare.seed if split == "heldout" else cfg.generation.seed
-    gen = dataclasses.replace(cfg.generation, n=cfg.compare.n, seed=seed, first_sample=0)
-    texts = [t for row in generate(model, [method.prefix + p for p in prompts], method.steering, gen) for t in row]
-    per_item: dict[str, np.ndarray] = {}
-    if scorers.bert is not None:
-        res = scorers.bert.score(texts, refs)
-        per_item |= {
-            "bertscore_p": res.precision.numpy(),
-            "bertscore_r": res.recall.numpy(),
-            "bertscore_f1": res.f1.numpy(),
-        }
-    if scorers.embedder is not None:
-        per_item["embedding_sim"] = scorers.embedder.score(texts, embed_refs).numpy()
-    if data.gold.keywords:
-        kw = KeywordRate(data.gold.keywords)
-        counts = np.array([kw.count(t) for t in texts], dtype=float)
-        per_item |= {"keyword_rate": (counts > 0).astype(float), "keyword_count": counts}
-    per_item["rep_rate"] = np.array(repetition_rates(texts))
-    seed, b = cfg.compare.seed, cfg.compare.bootstrap
-    out: dict[str, dict[str, float]] = {}
-
-    def put(name: str, est: tuple[float, float, float]) -> None:
-        out[name] = {"mean": est[0], "lo": est[1], "hi": est[2]}
-
-    for name, values in per_item.items():
-        put(name, bootstrap_ci(_mean_of(values), len(texts), resamples=b, seed=seed))
-    nll, nll0, ntok = (t.detach().numpy() for t in ppl.per_text(model, method.steering))
-
-    def ppl_ratio(idx: np.ndarray) -> float:
-        return float(np.exp((nll[idx].sum() - nll0[idx].sum()) / ntok[idx].sum()))
-
-    put("ppl_ratio", bootstrap_ci(ppl_ratio, len(nll), resamples=b, seed=seed))
-    kls, npos = (t.detach().numpy() for t in kl.per_prompt(model, method.steering))
-
-    def mean_kl(idx: np.ndarray) -> float:
-        return float(kls[idx].sum() / npos[idx].sum())
-
-    put("kl", bootstrap_ci(mean_kl, len(kls), resamples=b, seed=seed))
-    return out, texts
-
-
-def _mean_of(values: np.ndarray) -> Callable[[np.ndarray], float]:
-    def mean(idx: np.ndarray) -> float:
-        return float(values[idx].mean())
-
-    return mean
-
-
 class SplitEvaluator:
     """Measures any intervention the way ``compare`` does, on one split: its prompts, gold passages, neutral
     text and off-target prompts (held-out: the ``compare.seed``; search: the generation seed),
@@ -184,10 +129,9 @@ class SplitEvaluator:
         split: str = "heldout",
     ) -> None:
         self.cfg, self.data, self.model, self.scorers, self.split = cfg, data, model, scorers, split
-        gold = data.gold.passages.part(split)
-        self.refs = scorers.bert.references(gold) if scorers.bert is not None else None
-        self.embed_refs = scorers.embedder.references(gold) if scorers.embedder is not None else None
-        self.ppl, self.kl = PerplexityRatio(data.neutral.part(split)), OffTargetKL(data.off_target.part(split))
+        metrics = metrics_for(cfg, data) | COMPARED
+        # The objectives layer's evaluator, as in the search: the comparison measures what was optimised.
+        self.evaluator = Evaluator(metrics, data.eval_data(split), bertscorer=scorers.bert, embedder=scorers.embedder)
         self.objective = Objective(cfg.objective)
 
     def on(self, split: str) -> SplitEvaluator:
@@ -204,22 +148,22 @@ class SplitEvaluator:
 
     @torch.no_grad()
     def __call__(self, method: Method) -> tuple[dict[str, Any], list[str]]:
-        """``({"metrics", "corpus", "objective", "prefix"}, completions)`` for one method."""
-        metrics, texts = evaluate_method(
-            method,
-            model=self.model,
-            cfg=self.cfg,
-            data=self.data,
-            scorers=self.scorers,
-            refs=self.refs,
-            embed_refs=self.embed_refs,
-            ppl=self.ppl,
-            kl=self.kl,
-            split=self.split,
-        )
-        # Corpus-level distinct-n is not a mean over completions, so resampling would bias it; it is
-        # reported as a point estimate (rep_rate is its per-completion counterpart, with a CI).
-        corpus = {f"distinct_{n}": distinct_n(texts, n) for n in (1, 2)}
+        """``({"metrics", "corpus", "objective", "prefix"}, completions)`` for one method: each metric a
+        bootstrap 95% CI over its items (completions, neutral texts or off-target prompts); metrics that are
+        not means over items (distinct-n, a single-batch log-likelihood) as point values under ``corpus``."""
+        prompts = list(self.data.prompts.part(self.split))
+        seed = self.cfg.compare.seed if self.split == "heldout" else self.cfg.generation.seed
+        gen = dataclasses.replace(self.cfg.generation, n=self.cfg.compare.n, seed=seed, first_sample=0)
+        rows = generate(self.model, [method.prefix + p for p in prompts], method.steering, gen)
+        texts = [t for row in rows for t in row]
+        items = self.evaluator.text_items(texts) | self.evaluator.model_items(self.model, method.steering)
+        b, ci_seed = self.cfg.compare.bootstrap, self.cfg.compare.seed
+        metrics = {}
+        for name, it in items.items():
+            if it.resample:
+                est, lo, hi = bootstrap_ci(it, resamples=b, seed=ci_seed)
+                metrics[name] = {"mean": est, "lo": lo, "hi": hi}
+        corpus = {name: it.value for name, it in items.items() if not it.resample}
         point = {k: v["mean"] for k, v in metrics.items()} | corpus
         value = self.objective.value(point) if self.objective.metrics <= set(point) else None
         return {"metrics": metrics, "corpus": corpus, "objective": value, "prefix": method.prefix}, texts
@@ -236,8 +180,6 @@ def objective_of(result: dict[str, Any]) -> float:
 def build_heldout(
     cfg: ExperimentConfig, *, model: SteerableModel | None = None, scorers: Scorers | None = None
 ) -> SplitEvaluator:
-    from search.run import load_experiment_model, metrics_for
-
     data = load_data(cfg)
     model = model or load_experiment_model(cfg)
     scorers = scorers or Scorers.build(cfg, metrics_for(cfg, data), data)

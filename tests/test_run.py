@@ -168,12 +168,10 @@ def test_compare_on_heldout_with_cis(tiny: SteerableModel, tmp_path: Path) -> No
 
 
 def test_bootstrap_ci_brackets_the_mean() -> None:
-    import numpy as np
-
+    from objectives.items import list_mean
     from search.compare import bootstrap_ci
 
-    values = np.arange(100, dtype=float)
-    est, lo, hi = bootstrap_ci(lambda idx: float(values[idx].mean()), 100, resamples=500, seed=0)
+    est, lo, hi = bootstrap_ci(list_mean([float(v) for v in range(100)]), resamples=500, seed=0)
     assert est == 49.5 and 40 < lo < est < hi < 60
 
 
@@ -275,3 +273,25 @@ def test_learned_and_adversarial_candidates_enter_the_study(tiny: SteerableModel
     mtime = (out / "adversarial.json").stat().st_mtime
     again = run_search(cfg, out=out, model=tiny, scorers=scorers, n_trials=9, progress=False)
     assert len(again.trials) == 9 and (out / "adversarial.json").stat().st_mtime == mtime
+
+
+def test_the_comparison_measures_what_the_search_optimised(tiny: SteerableModel, tmp_path: Path) -> None:
+    """One metric pipeline: re-measuring a finished trial's candidate the comparison's way, on the search
+    split with the search's seed and sample count, gives the trial's own recorded metrics."""
+    from search.compare import Method, SplitEvaluator
+    from search.run import load_data
+    from search.space import Candidate
+    from search.vectors import VectorCache
+
+    cfg = _cfg(tmp_path, CONFIG + "compare: {n: 2, bootstrap: 20}\n")  # n = the last rung (2 samples)
+    scorers = Scorers(bert=FakeBertScorer())
+    study = run_search(cfg, out=tmp_path / "r", model=tiny, scorers=scorers, n_trials=2, progress=False)
+    trial = next(t for t in study.trials if t.user_attrs.get("samples_per_prompt") == 2)
+    cand = Candidate.from_record(trial.user_attrs["candidate"])
+    evaluator = SplitEvaluator(cfg, load_data(cfg), tiny, scorers, split="search")
+    result, _ = evaluator(Method("trial", cand.steering(tiny, VectorCache())))
+    measured = {k: v["mean"] for k, v in result["metrics"].items()} | result["corpus"]
+    recorded = trial.user_attrs["metrics"]
+    assert set(recorded) <= set(measured)
+    for name, value in recorded.items():
+        assert measured[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
