@@ -15,7 +15,10 @@ def uncached_greedy(
     model: SteerableModel, ids: list[int], n_new: int, front: Tensor | None = None, layer: int = 0
 ) -> list[int]:
     """Greedy decoding with no KV cache on the plain HF module; ``front [P, d]`` is added to the input of
-    block ``layer`` at positions 0..P-1 on every (full) forward pass, the ActAdd definition."""
+    block ``layer`` at the prompt's positions 0..min(P, len(ids))-1 on every (full) forward pass, the ActAdd
+    definition: generated tokens never receive an addition, even when the vector is longer than the prompt."""
+    if front is not None:
+        front = front[: len(ids)]
 
     def add_front(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         h = args[0] if args else kwargs["hidden_states"]

@@ -98,3 +98,42 @@ def test_first_sample_extends_an_earlier_call_exactly(tiny: SteerableModel) -> N
     head = generate(tiny, PROMPTS, _steer(tiny), GenerationConfig(max_new_tokens=6, n=2, seed=2))
     tail = generate(tiny, PROMPTS, _steer(tiny), GenerationConfig(max_new_tokens=6, n=3, seed=2, first_sample=2))
     assert [h + t for h, t in zip(head, tail, strict=True)] == full
+
+
+def test_a_vector_longer_than_the_prompt_adds_to_prompt_positions_only(tiny: SteerableModel) -> None:
+    """Front additions belong to the prompt pass. With a 2-token prompt and an 8-position vector, a decode
+    step that also received the vector would change the text from the second generated token on."""
+    from tests.reference import uncached_greedy
+
+    vec = SteeringVector.from_pair(tiny, "The bride and the groom danced at the wedding", "", layer=1)
+    ids = tiny.encode("The")
+    assert vec.n_pos > len(ids) + 3
+    cfg = GenerationConfig(max_new_tokens=6, n=1, temperature=0.0, freq_penalty=0.0)
+    ours = generate(tiny, ["The"], [Addition(vec, 4.0)], cfg)[0][0]
+    expected = uncached_greedy(tiny, ids, 6, front=4.0 * vec.activations, layer=1)
+    assert ours == tiny.tokenizer.decode(expected, skip_special_tokens=True)
+    # The reference is sensitive to it: adding the vector's later positions to generated tokens changes text.
+    leaky = _leaky_greedy(tiny, ids, 6, 4.0 * vec.activations, layer=1)
+    assert leaky[0] == expected[0] and leaky[1:] != expected[1:]
+
+
+def _leaky_greedy(model: SteerableModel, ids: list[int], n_new: int, front: torch.Tensor, layer: int) -> list[int]:
+    """The wrong semantics: ``front`` added at positions 0..P-1 of the whole sequence, generated tokens too."""
+    handle = model.blocks[layer].register_forward_pre_hook(
+        lambda _m, args, kwargs: _add(args, kwargs, front), with_kwargs=True
+    )
+    try:
+        seq = list(ids)
+        with torch.no_grad():
+            for _ in range(n_new):
+                seq.append(int(model.hf(torch.tensor([seq]), use_cache=False).logits[0, -1].argmax()))
+    finally:
+        handle.remove()
+    return seq[len(ids) :]
+
+
+def _add(args, kwargs, front):  # type: ignore[no-untyped-def]
+    h = (args[0] if args else kwargs["hidden_states"]).clone()
+    n = min(front.shape[0], h.shape[1])
+    h[:, :n] += front[:n]
+    return ((h, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": h})

@@ -51,6 +51,30 @@ def test_failed_attach_leaves_no_hook(tiny: SteerableModel) -> None:
     assert _n_hooks(tiny) == before
 
 
+def test_a_failure_after_some_hooks_are_attached_removes_them(
+    tiny: SteerableModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cleanup path itself: layer 0's hook is attached, then attaching layer 1's fails."""
+    before = _n_hooks(tiny)
+    attached: list[int] = []
+    real = tiny.blocks[0].register_forward_pre_hook
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        attached.append(0)
+        return real(*args, **kwargs)
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("cannot attach to block 1")
+
+    monkeypatch.setattr(tiny.blocks[0], "register_forward_pre_hook", spy)
+    monkeypatch.setattr(tiny.blocks[1], "register_forward_pre_hook", refuse)
+    adds = [Addition(_vec(tiny, layer=0), 1.0), Addition(_vec(tiny, layer=1), 1.0)]
+    with pytest.raises(RuntimeError, match="block 1"), steer(tiny, adds):
+        pass
+    assert attached == [0]  # one hook really was attached before the failure
+    assert _n_hooks(tiny) == before
+
+
 def test_front_adds_vector_at_first_positions_only(tiny: SteerableModel) -> None:
     vec = _vec(tiny)
     tokens = torch.tensor([tiny.encode(PROMPT)])
