@@ -13,6 +13,7 @@ from search.cli import main
 from search.config import ConfigError, ExperimentConfig, find_config, load_config, shipped_configs, shipped_file
 from search.outputs import config_yaml
 from search.run import full_pool, load_data
+from search.space import Pair
 from search.study import grid_space, outside_space
 
 ROOT = Path(__file__).parents[1]
@@ -35,7 +36,9 @@ def test_shipped_config_validates(path: Path, tmp_path: Path, monkeypatch: pytes
     for b in cfg.baselines:  # every shipped baseline is enqueued as exactly itself
         assert outside_space(b, cfg.space) is None, (b, outside_space(b, cfg.space))
     pool = full_pool(cfg)
-    assert pool and all(p.label in {q.label for q in pool} for p in pool)
+    labels = [p.label for p in pool]
+    assert labels and len(labels) == len(set(labels))  # no pair twice
+    assert {Pair(*b.pair).label for b in cfg.baselines} <= set(labels)  # every baseline can be a trial's pair
     if cfg.study.sampler == "grid":
         grid = grid_space(cfg.space, pool)
         assert len(grid["coeff"]) * len(grid["frac"]) <= cfg.study.n_trials

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from objectives.damage import GoldLogLikelihood, OffTargetKL, PerplexityRatio
 from steering import Addition, SteeringVector
@@ -28,10 +29,19 @@ def test_huge_coefficient_raises_perplexity_ratio_and_kl(tiny: SteerableModel) -
     assert huge[1] > small[1] > 0
 
 
-def test_gold_loglik_is_per_token_and_negative(tiny: SteerableModel) -> None:
-    gl = GoldLogLikelihood(["I went up to my friend and said"], ["The bride and the groom danced."])
+def test_gold_loglik_is_the_mean_token_log_likelihood_of_the_passage(tiny: SteerableModel) -> None:
+    prompt, passage = "I went up to my friend and said", "The bride and the groom danced."
+    gl = GoldLogLikelihood([prompt], [passage])
     v = gl.score(tiny, [])["gold_loglik"]
-    assert v < 0 and v != gl.score(tiny, _steer(tiny, 5.0))["gold_loglik"]
+    # Independently: teacher-forced log-probabilities of the passage's tokens after the prompt, plain HF.
+    head, full = tiny.encode(prompt), tiny.encode(prompt + " " + passage)
+    assert full[: len(head)] == head
+    with torch.no_grad():
+        logp = torch.log_softmax(tiny.hf(torch.tensor([full])).logits[0, :-1].float(), dim=-1)
+    targets = torch.tensor(full[len(head) :])
+    expected = logp[len(head) - 1 :].gather(1, targets[:, None]).mean()
+    assert v == pytest.approx(float(expected), abs=1e-4)
+    assert v != gl.score(tiny, _steer(tiny, 5.0))["gold_loglik"]
 
 
 @pytest.mark.parametrize(

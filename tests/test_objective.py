@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import torch
 from objectives import EvalData, Evaluator, Objective, ObjectiveSpec, Term
 from objectives.testing import FakeBertScorer
 from search.objective import CompletionSink, FidelitySpec, SteeringObjective
-from search.space import FloatRange, IntRange, PairsSpec, SpaceSpec, pair_pool
-from steering import Addition, GenerationConfig, SteeringVector
+from search.space import Candidate, FloatRange, IntRange, PairsSpec, SpaceSpec, pair_pool
+from steering import Addition, GenerationConfig, SteeringVector, generate
 from steering.model import SteerableModel
 
 POOL = pair_pool(PairsSpec(hand_written=(("The bride and the groom", ""), ("She hates the rain", "She loves"))))
@@ -46,11 +47,26 @@ def test_fixed_trial_drives_the_objective(tiny: SteerableModel, tmp_path: Path) 
     assert len(lines) == 2 * 3 and json.loads(lines[0])["prompt_index"] == 0
 
 
-def test_rungs_reuse_samples_and_pruned_trials_stop_early(tiny: SteerableModel, tmp_path: Path) -> None:
+def test_pruned_trials_stop_after_their_rung(tiny: SteerableModel, tmp_path: Path) -> None:
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=10.0))
     study.optimize(_objective(tiny, tmp_path), n_trials=2)
     assert all(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     assert all(t.user_attrs["samples_per_prompt"] == 1 for t in study.trials)
+
+
+def test_rungs_reuse_samples(tiny: SteerableModel, tmp_path: Path) -> None:
+    """A survivor of rungs (1, 3) ends with exactly the completions of one 3-sample call: rung 2 adds
+    samples 1 and 2 to rung 1's sample 0 instead of drawing three new ones."""
+    objective = _objective(tiny, tmp_path, rungs=(1, 3))
+    trial = optuna.trial.FixedTrial({"pair": POOL[0].label, "layer": 1, "coeff": 4.0}, number=3)
+    objective(trial)
+    lines = [json.loads(x) for x in (tmp_path / "completions" / "trial_00003.jsonl").read_text().splitlines()]
+    got = [[r["text"] for r in lines if r["prompt_index"] == p] for p in range(2)]
+    cand = Candidate.from_record(trial.user_attrs["candidate"])
+    full = generate(tiny, objective.prompts, cand.steering(tiny, objective.vectors), dataclasses.replace(GEN, n=3))
+    assert got == full
+    fresh = generate(tiny, objective.prompts, cand.steering(tiny, objective.vectors), dataclasses.replace(GEN, n=2))
+    assert [row[1:] for row in got] != fresh  # not merely n new samples: the rung continued the sample sequence
 
 
 def test_failed_trial_is_recorded_and_study_goes_on(tiny: SteerableModel, tmp_path: Path, monkeypatch) -> None:

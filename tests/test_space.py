@@ -15,6 +15,7 @@ from search.space import (
     suggest,
 )
 from search.vectors import Fitter, VectorCache
+from steering import SteeringVector
 from steering.model import SteerableModel
 
 PAIRS = PairsSpec(
@@ -64,10 +65,22 @@ def test_several_additions_get_suffixed_params() -> None:
     assert len(cand.additions) == 2 and {"pair_2", "layer_2", "coeff_2"} <= set(trial.params)
 
 
-def test_vector_cache_builds_each_pair_layer_once(tiny: SteerableModel) -> None:
+def test_vector_cache_builds_each_pair_layer_once(tiny: SteerableModel, monkeypatch: pytest.MonkeyPatch) -> None:
     cache, pool = VectorCache(), pair_pool(PAIRS)
+    built = []
+    real = SteeringVector.from_pair.__func__  # type: ignore[attr-defined]
+
+    def counting(cls, model, a, b, layer, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append((a, b, layer))
+        return real(cls, model, a, b, layer, *args, **kwargs)
+
+    monkeypatch.setattr(SteeringVector, "from_pair", classmethod(counting))
     v1 = cache.pair(tiny, pool[0], 1)
-    assert cache.pair(tiny, pool[0], 1) is v1 and torch.equal(v1.activations, cache.pair(tiny, pool[0], 1).activations)
+    assert cache.pair(tiny, pool[0], 1) is v1 and len(built) == 1  # the second call is served from the cache
+    cache.pair(tiny, pool[0], 0)
+    assert len(built) == 2  # another layer is another vector
+    fresh = real(SteeringVector, tiny, pool[0].a, pool[0].b, 1)
+    assert torch.equal(v1.activations, fresh.activations)  # what is cached is the pair's real vector
 
 
 LEARNED = SpaceSpec(
