@@ -48,10 +48,29 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as err:
         raise ValueError(f"file {str(p)!r} is not UTF-8 text: {err}") from err
     except yaml.YAMLError as err:
-        raise ValueError(f"file {str(p)!r} is not valid YAML: {err}") from err
+        raise ValueError(f"file {str(p)!r} is not valid YAML: {yaml_problem(err)}") from err
     if not isinstance(data, dict):
         raise ValueError(f"file {str(p)!r}: expected a mapping at the top level")
     return data
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own message spans several lines).
+
+    Example:
+        >>> try:
+        ...     yaml.safe_load("a: [")
+        ... except yaml.YAMLError as err:
+        ...     yaml_problem(err)
+        "while parsing a flow node: expected the node content, but found '<stream end>' (line 1, column 5)"
+    """
+    problem = getattr(err, "problem", None)
+    if not problem:
+        return " ".join(str(err).split())
+    context = getattr(err, "context", None)
+    mark = getattr(err, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return " ".join(f"{context + ': ' if context else ''}{problem}{where}".split())
 
 
 def _texts(data: dict[str, Any], key: str, where: str, *, required: bool = True) -> tuple[str, ...]:

@@ -10,15 +10,17 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import subprocess
 import sys
+import tempfile
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from search.config import ConfigError, ExperimentConfig, find_config, load_config
+from search.config import ConfigError, ExperimentConfig, check_files, find_config, load_config
 from search.display import side_by_side
 from steering import Addition, MaskMode, Positions, SteeringVector, generate, load_model
 from steering.model import ModelLoadError
@@ -39,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (UserError, ConfigError, ModelLoadError, ValueError, FileNotFoundError) as err:
-        print(f"steersearch: error: {err}", file=sys.stderr)
+        line = " ".join(str(err).split()) or type(err).__name__  # one line, whatever the message held
+        print(f"steersearch: error: {line}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -67,9 +70,13 @@ def _parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="print unsteered and steered completions side by side")
     gen.add_argument("--config", help="experiment YAML or shipped config name; default: embedded model")
-    gen.add_argument("--pair", nargs=2, metavar=("A", "B"), required=True, help="prompt pair; B may be ''")
-    gen.add_argument("--layer", type=int, required=True, help="residual stream layer (input of block L)")
-    gen.add_argument("--coeff", type=float, required=True, help="coefficient on the pair's difference")
+    what = gen.add_mutually_exclusive_group(required=True)
+    what.add_argument("--pair", nargs=2, metavar=("A", "B"), help="prompt pair; B may be ''")
+    what.add_argument(
+        "--vector", help="a saved steering vector (PATH.safetensors + PATH.json, as runs/<name>/vectors/ hold)"
+    )
+    gen.add_argument("--layer", type=int, help="residual stream layer (input of block L); with --pair only")
+    gen.add_argument("--coeff", type=float, help="coefficient on the vector (required with --pair; --vector: 1)")
     gen.add_argument("--frac", type=float, default=1.0, help="fraction of residual dimensions (default 1)")
     gen.add_argument("--mask", choices=[m.value for m in MaskMode], default="first", help="which dims frac keeps")
     gen.add_argument("--positions", default="front", help="front (ActAdd), all, or from:K")
@@ -117,9 +124,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(config)
     if args.n_trials is not None and args.n_trials < 1:
         raise UserError(f"--n-trials must be >= 1, got {args.n_trials}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UserError(f"--timeout must be > 0 seconds, got {args.timeout}")
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     out = Path(args.out) if args.out else Path("runs") / cfg.name
+    _check_files(cfg)
+    _check_writable(out, "--out", folder=True)
+    _check_storage(args.storage or cfg.study.storage, out, cfg)
     extra = []
     if args.workers > 1:
         argv = [sys.executable, "-m", "search.cli", "run", str(config), "--out", str(out), "--no-progress"]
@@ -147,6 +159,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     if best.get("value") is not None:
         print(f"best value {best['value']:.4f} (trial {best['number']}): {best['params']}")
     return 0
+
+
+def _check_writable(path: Path, what: str, *, folder: bool) -> None:
+    """Refuse, in one line, a folder (``folder``) or file that cannot be written, creating nothing: an
+    existing one must be of the right kind and writable; otherwise a file must be creatable in its nearest
+    existing ancestor (tried with an unnamed temporary file, since root passes every ``os.access`` check)."""
+    if path.exists():
+        if path.is_dir() != folder:
+            raise UserError(f"{what} {path} is {'a file, not a folder' if folder else 'a folder, not a file'}")
+        if not os.access(path, os.W_OK | (os.X_OK if folder else 0)):
+            raise UserError(f"{what} {path} is not writable")
+        return
+    parent = next(p for p in path.absolute().parents if p.exists())
+    if not parent.is_dir():
+        raise UserError(f"{what} {path}: {parent} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise UserError(f"{what} {path}: cannot create files in {parent} ({err.strerror or err})") from err
+
+
+def _check_files(cfg: ExperimentConfig) -> None:
+    """Every file the config names exists, and the fit's suppress set parses (the run reads it only after
+    it has started writing the run folder)."""
+    from objectives import load_gold_set
+
+    check_files(cfg)
+    if cfg.space.learned.suppress:
+        try:
+            load_gold_set(cfg.space.learned.suppress)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"space.learned.suppress: {err}") from err
+
+
+def _check_storage(url: str | None, out: Path, cfg: ExperimentConfig) -> None:
+    """Open the run's storage before anything is written, so a bad URL, a missing driver or an unreachable
+    server fails in one line (``StorageError``) with the run folder untouched. A local file (``journal:PATH``,
+    ``sqlite:///PATH``) is only checked to be writable, not created."""
+    from search.study import StorageError, storage_for
+
+    if url is None:
+        return  # study.db in the run folder
+    for prefix in ("journal:", "sqlite:///"):
+        if url.startswith(prefix):
+            try:
+                _check_writable(Path(url.removeprefix(prefix)), "storage file", folder=False)
+            except UserError as err:
+                raise StorageError(f"storage {url}: {err}") from err
+            return
+    storage_for(url, out, cfg.study)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -202,21 +265,35 @@ def cmd_generate(args: argparse.Namespace) -> int:
     cfg = load_config(find_config(args.config, "--config")) if args.config else ExperimentConfig()
     if not args.prompt.strip():
         raise UserError("--prompt is empty")
+    saved: SteeringVector | None = None
+    if args.vector is not None:  # its layer is its own; checked against the model once it is loaded
+        if args.layer is not None:
+            raise UserError("--layer is not allowed with --vector: the vector's own layer is used")
+        saved = SteeringVector.load(args.vector)
+    elif args.layer is None or args.coeff is None:
+        raise UserError(f"{'--layer' if args.layer is None else '--coeff'} is required with --pair")
+    coeff = args.coeff if args.coeff is not None else 1.0
+    positions = Positions.parse(args.positions)
     overrides = {k: v for k, v in (("n", args.n), ("seed", args.seed)) if v is not None}
     gen_cfg = dataclasses.replace(cfg.generation, **overrides)
     model = load_model(cfg.model.source, device=cfg.model.device, dtype=getattr(torch, cfg.model.dtype))
-    if not 0 <= args.layer < model.n_layers:
-        raise UserError(f"--layer {args.layer} is out of range: {model.name} has layers 0..{model.n_layers - 1}")
-    vec = SteeringVector.from_pair(model, args.pair[0], args.pair[1], args.layer)
-    add = Addition(vec, args.coeff, Positions.parse(args.positions), args.frac, MaskMode(args.mask))
+    layer = saved.layer if saved is not None else typing.cast(int, args.layer)  # checked above
+    what = f"--vector {args.vector}: layer" if saved is not None else "--layer"
+    if not 0 <= layer < model.n_layers:
+        raise UserError(f"{what} {layer} is out of range: {model.name} has layers 0..{model.n_layers - 1}")
+    if saved is not None and saved.d_model != model.d_model:
+        raise UserError(f"--vector {args.vector}: d_model {saved.d_model}, but {model.name} has {model.d_model}")
+    vec = saved if saved is not None else SteeringVector.from_pair(model, args.pair[0], args.pair[1], layer)
+    add = Addition(vec, coeff, positions, args.frac, MaskMode(args.mask))
     unsteered = generate(model, [args.prompt], [], gen_cfg)[0]
     steered = generate(model, [args.prompt], [add], gen_cfg)[0]
     settings = {
         "model": model.name,
         "prompt": args.prompt,
-        "pair": list(args.pair),
-        "layer": args.layer,
-        "coeff": args.coeff,
+        "pair": list(args.pair) if saved is None else _saved_pair(saved),
+        **({"vector": args.vector} if saved is not None else {}),
+        "layer": layer,
+        "coeff": coeff,
         "frac": args.frac,
         "mask": args.mask,
         "positions": str(add.positions),
@@ -227,6 +304,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         print(side_by_side(args.prompt, unsteered, steered, settings))
     return 0
+
+
+def _saved_pair(vec: SteeringVector) -> list[str]:
+    """The prompt pair a saved vector was built from (its metadata), or [] for a fitted one."""
+    meta = vec.metadata
+    pair = [meta.get("prompt_a"), meta.get("prompt_b")]
+    return [str(p) for p in pair] if meta.get("kind") == "pair" and None not in pair else []
 
 
 if __name__ == "__main__":

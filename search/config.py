@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ import yaml
 
 from objectives.bertscore import ScorerSpec
 from objectives.compose import ObjectiveSpec
+from objectives.gold import yaml_problem
 from search.adversarial import AdversarialSpec
 from search.distill import DistillSpec
 from search.length import LengthSpec
@@ -147,8 +150,9 @@ class CompareSpec:
     per_source: bool = True  # also the best trial of each candidate source (template, adversarial, learned...)
 
     def __post_init__(self) -> None:
-        if self.n < 1 or self.bootstrap < 10 or self.max_best < 1:
-            raise ValueError("compare needs n >= 1, bootstrap >= 10 and max_best >= 1")
+        for name, least in (("n", 1), ("bootstrap", 10), ("max_best", 1)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -192,8 +196,10 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise ConfigError(f"config file {str(p)!r} does not exist")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {err}") from err
+    except yaml.YAMLError as err:  # a `!!python/...` tag lands here too: safe_load never builds objects
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {yaml_problem(err)}") from err
     return resolve_paths(from_dict(ExperimentConfig, data if data is not None else {}), p.resolve().parent)
 
 
@@ -210,6 +216,19 @@ FILE_FIELDS = (
 NAME_OR_PATH_FIELDS = ("model.source", "scorer.model")
 """A hub name or a local directory: relative to the config's folder only when written ``./x`` or ``../x``
 (a plain ``x`` stays as written: a hub name, or a directory relative to the working directory)."""
+
+
+def check_files(cfg: ExperimentConfig) -> None:
+    """Raise ``ConfigError`` naming the field when a file the config names (``FILE_FIELDS``), or a scorer
+    model given as a path, does not exist: `run` checks this before it writes anything."""
+    for dotted in (*FILE_FIELDS, "scorer.model"):
+        value: Any = cfg
+        for name in dotted.split("."):
+            value = getattr(value, name) if value is not None else None
+        if not value or (dotted == "scorer.model" and not Path(value).expanduser().is_absolute()):
+            continue  # absent, or a hub name
+        if not Path(value).expanduser().exists() or (dotted != "scorer.model" and Path(value).is_dir()):
+            raise ConfigError(f"{dotted}: file {value!r} does not exist")
 
 
 def resolve_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
@@ -248,15 +267,28 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     assert dataclasses.is_dataclass(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)  # YAML keys may be numbers
     if unknown:
         raise ConfigError(f"{where}: unknown field {unknown[0]!r}; allowed: {', '.join(fields)}")
+    required = [n for n, f in fields.items() if f.default is f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing field {missing[0]!r}")
     hints = typing.get_type_hints(cls)
     kwargs = {name: _coerce(hints[name], value, f"{path}.{name}" if path else name) for name, value in data.items()}
     try:
         return cls(**kwargs)
     except ValueError as err:  # a dataclass's own value checks
-        raise ConfigError(f"{where}: {err}") from err
+        raise ConfigError(_at(path, str(err), fields)) from err
+
+
+def _at(path: str, message: str, fields: typing.Iterable[str]) -> str:
+    """A section's own check, placed: ``frac must lie in ...`` from ``space`` becomes ``space.frac must lie in
+    ...`` when the message starts with one of the section's fields, else ``space: <message>``."""
+    head = re.match(r"\w+", message)
+    if path and head and head.group() in fields and message[head.end() : head.end() + 1] in (" ", ".", ":", "="):
+        return f"{path}.{message}"
+    return f"{path or 'config'}: {message}"
 
 
 def _coerce(tp: Any, value: Any, path: str) -> Any:
@@ -290,6 +322,8 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         return tuple(items) if origin is tuple else items
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, float) and math.isnan(value):
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
     if tp in (int, float, str, bool) and (type(value) is not tp):
         raise ConfigError(f"{path}: expected {tp.__name__}, got {value!r}")
     return value

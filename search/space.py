@@ -14,6 +14,7 @@ is fixed when a study is created (Optuna's categorical choices cannot change), a
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,9 +50,13 @@ class FloatRange:
         if self.values:
             if self.low is not None or self.high is not None:
                 raise ValueError("give either values or low/high, not both")
+            if not all(math.isfinite(v) for v in self.values):
+                raise ValueError(f"values must be finite numbers, got {list(self.values)}")
             return
         if self.low is None or self.high is None:
             raise ValueError("a range needs low and high (or a list of values)")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"a range needs finite bounds, got low {self.low}, high {self.high}")
         if self.low > self.high:
             raise ValueError(f"low {self.low} is above high {self.high}")
         if self.log and self.low <= 0:
@@ -132,8 +137,10 @@ class LearnedSpec:
         for name, r in (("lr", self.lr), ("norm_bound", self.norm_bound)):
             if min(r.values or (r.low or 0.0,)) <= 0:
                 raise ValueError(f"{name} must be > 0")
-        if self.steps.low < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
+        if self.steps.low < 1:
+            raise ValueError(f"steps.low must be >= 1, got {self.steps.low}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -150,12 +157,15 @@ class SpaceSpec:
     def __post_init__(self) -> None:
         if not self.kinds or any(k not in KINDS for k in self.kinds):
             raise ValueError(f"kinds must list some of {', '.join(KINDS)}, got {list(self.kinds)}")
+        masks = [m.value for m in MaskMode]
         for m in self.masks:
-            MaskMode(m)
+            if m not in masks:
+                raise ValueError(f"masks: {m!r} is not a mask; allowed: {', '.join(masks)}")
         for p in self.positions:
-            Positions.parse(p)
-        if not self.masks or not self.positions:
-            raise ValueError("masks and positions need at least one entry")
+            Positions.parse(p)  # its message starts "positions must be ..."
+        for name in ("masks", "positions"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} needs at least one entry")
         if self.n_additions.low < 1:
             raise ValueError("n_additions must be >= 1")
         if self.layer.low < 0:

@@ -39,12 +39,12 @@ class Positions:
     @classmethod
     def parse(cls, text: str) -> Positions:
         """``"front"``, ``"all"`` or ``"from:K"``."""
-        if text.startswith("from:"):
-            return cls(PositionMode.FROM, int(text.split(":", 1)[1]))
         try:
+            if text.startswith("from:"):
+                return cls(PositionMode.FROM, int(text.split(":", 1)[1]))
             return cls(PositionMode(text))
         except ValueError:
-            raise ValueError(f"positions must be 'front', 'all' or 'from:K', got {text!r}") from None
+            raise ValueError(f"positions must be 'front', 'all' or 'from:K' (K >= 0), got {text!r}") from None
 
     def __str__(self) -> str:
         return f"from:{self.start}" if self.mode is PositionMode.FROM else self.mode.value

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -101,14 +102,29 @@ class SteeringVector:
 
     @classmethod
     def load(cls, path: str | Path) -> SteeringVector:
-        """Read a vector written by ``save``."""
+        """Read a vector written by ``save``. Every error (a missing, truncated or corrupt file, metadata that
+        is not ``{"layer": int, "metadata": {...}}``, NaN or inf values) is one line naming the file."""
         base = Path(path).with_suffix("")
         tensors_file, meta_file = base.with_suffix(".safetensors"), base.with_suffix(".json")
         for f in (tensors_file, meta_file):
-            if not f.exists():
+            if not f.is_file():
                 raise FileNotFoundError(f"steering vector file {f} does not exist")
-        meta = json.loads(meta_file.read_text())
-        return cls(load_file(str(tensors_file))["activations"], int(meta["layer"]), dict(meta["metadata"]))
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"steering vector metadata {meta_file} is not valid JSON: {err}") from err
+        if not (isinstance(meta, dict) and type(meta.get("layer")) is int and isinstance(meta.get("metadata"), dict)):
+            raise ValueError(f'steering vector metadata {meta_file}: expected {{"layer": <int>, "metadata": {{...}}}}')
+        try:
+            tensors = load_file(str(tensors_file))
+        except (SafetensorError, OSError) as err:  # truncated or corrupt
+            raise ValueError(f"steering vector file {tensors_file} is not a valid safetensors file: {err}") from err
+        if "activations" not in tensors or not tensors["activations"].is_floating_point():
+            raise ValueError(f"steering vector file {tensors_file} has no float 'activations' tensor")
+        try:
+            return cls(tensors["activations"], meta["layer"], dict(meta["metadata"]))
+        except ValueError as err:  # wrong shape, negative layer, NaN or inf
+            raise ValueError(f"steering vector file {tensors_file}: {err}") from err
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from search.cli import main
+from steering import SteeringVector, load_model
 from steering.model import SteerableModel
 
 
@@ -107,3 +108,24 @@ def test_bad_config_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_argparse_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "generate", "--pair", "a", "b", "--layer", "x", "--coeff", "1")
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_saved_vector_applies_like_its_pair(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = load_model(str(tiny_config.parent / "model"))
+    SteeringVector.from_pair(model, "The bride", "", 1).save(tmp_path / "v")
+    base = ["generate", "--config", str(tiny_config), "--n", "2", "--json"]
+    code, out, err = _run(capsys, *base, "--pair", "The bride", "", "--layer", "1", "--coeff", "4")
+    assert code == 0, err
+    from_pair = json.loads(out)
+    code, out, err = _run(capsys, *base, "--vector", str(tmp_path / "v.safetensors"), "--coeff", "4")
+    assert code == 0, err
+    saved = json.loads(out)
+    assert saved["steered"] == from_pair["steered"] and saved["unsteered"] == from_pair["unsteered"]
+    assert saved["steered"] != saved["unsteered"]
+    assert saved["settings"]["layer"] == 1 and saved["settings"]["pair"] == ["The bride", ""]
+    # --coeff defaults to 1 with --vector.
+    code, out, _ = _run(capsys, *base, "--vector", str(tmp_path / "v"))
+    code1, out1, _ = _run(capsys, *base, "--pair", "The bride", "", "--layer", "1", "--coeff", "1")
+    assert code == code1 == 0 and json.loads(out)["steered"] == json.loads(out1)["steered"]
