@@ -26,7 +26,7 @@ import torch
 
 from objectives import Evaluator, Objective
 from search.config import StudySpec, load_config
-from search.run import Scorers, load_data, metrics_for
+from search.session import Scorers, load_data, metrics_for
 from search.space import Pair
 from search.study import make_pruner
 from steering import Addition, SteeringVector, generate_candidates, load_model

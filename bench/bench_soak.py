@@ -41,7 +41,8 @@ from optuna.trial import FrozenTrial
 
 from objectives.testing import FakeBertScorer
 from search.config import ExperimentConfig, from_dict
-from search.run import Scorers, run_search
+from search.run import run_search
+from search.session import Scorers
 from steering import load_model
 from steering.model import SteerableModel
 

@@ -25,8 +25,9 @@ from objectives.damage import PerplexityRatio
 from objectives.evaluate import Evaluator
 from objectives.text import repetition_rate
 from search.config import load_config
-from search.objective import FidelitySpec, SteeringObjective
-from search.run import Scorers, full_pool, load_data, metrics_for
+from search.config.features import FidelitySpec
+from search.objective import SteeringObjective
+from search.session import Scorers, full_pool, load_data, metrics_for
 from steering import SteeringVector, load_model
 
 ROOT = Path(__file__).parents[1]

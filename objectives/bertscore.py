@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from bert_score.utils import get_idf_dict, get_model, get_tokenizer, sent_encode
 from torch import Tensor
 
 logger = logging.getLogger(__name__)
@@ -129,6 +128,11 @@ class BertScorer:
             raise FileNotFoundError(f"scorer model path {path!r} does not exist")
         self.model_type, self.num_layers, self.device = path, num_layers, device
         self.batch_size, self.token_budget = batch_size, token_budget
+        # bert_score imports matplotlib.pyplot when imported, so it is loaded when a scorer is built, not
+        # with the objectives package (the config layer imports objectives and must stay light).
+        from bert_score.utils import get_idf_dict, get_model, get_tokenizer, sent_encode
+
+        self._sent_encode = sent_encode
         self._tokenizer = get_tokenizer(path, True)
         self._model = get_model(path, num_layers, False).to(device).eval()
         if idf_sents is not None:
@@ -216,7 +220,7 @@ class BertScorer:
         Tokenisation is bert_score's (``sent_encode``: strip, special tokens, truncation); batches group
         sentences of similar token length, so little compute goes to padding.
         """
-        ids = [sent_encode(self._tokenizer, s) for s in sentences]
+        ids = [self._sent_encode(self._tokenizer, s) for s in sentences]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[tuple[Tensor, Tensor]] = [None] * len(sentences)  # type: ignore[list-item]
         for batch in _length_buckets(order, [len(x) for x in ids], self.batch_size, self.token_budget):

@@ -18,25 +18,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from search.config.features import MutationConfig
 from steering.model import SteerableModel
 from steering.tokens import VectorScore, any_token_mask, pair_vectors, readable_token_mask, token_gradients
 from steering.vector import PairTokens
-
-
-@dataclass(frozen=True)
-class MutationConfig:
-    """One GCG run: ``steps`` rounds of ``candidates`` single-token substitutions drawn from the ``top_k``
-    gradient choices per position; ``readable`` restricts substitutions to plain word tokens."""
-
-    steps: int = 12
-    top_k: int = 16
-    candidates: int = 32
-    readable: bool = True
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.top_k < 1 or self.candidates < 1:
-            raise ValueError("steps, top_k and candidates must be >= 1")
 
 
 @dataclass

@@ -14,32 +14,20 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 
 from objectives import Evaluator, Objective
-from search.space import Candidate, Pair, SpaceSpec, suggest
+from search.config.features import FidelitySpec
+from search.config.space import SpaceSpec
+from search.space import Candidate, Pair, suggest
 from search.vectors import VectorCache
 from steering import GenerationConfig, generate
 from steering.atomic import atomic_write_text
 from steering.model import SteerableModel
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FidelitySpec:
-    """Cumulative samples per prompt at each rung; the last rung is the full budget."""
-
-    rungs: tuple[int, ...] = (8,)
-
-    def __post_init__(self) -> None:
-        if not self.rungs or any(b <= a for a, b in zip(self.rungs, self.rungs[1:], strict=False)):
-            raise ValueError(f"rungs must be increasing sample counts, got {list(self.rungs)}")
-        if self.rungs[0] < 1:
-            raise ValueError("rungs must be >= 1")
 
 
 class CompletionSink:
@@ -71,7 +59,7 @@ class SteeringObjective:
         pool: Sequence[Pair],
         prompts: Sequence[str],
         generation: GenerationConfig,
-        fidelity: FidelitySpec = FidelitySpec(),
+        fidelity: FidelitySpec = FidelitySpec(),  # noqa: B008 (frozen, so one shared default is safe)
         vectors: VectorCache | None = None,
         sink: CompletionSink | None = None,
     ) -> None:

@@ -23,9 +23,11 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
+from search import params
 from search.config import BaselineSpec, StudySpec
+from search.config.space import SpaceSpec
 from search.outputs import redact
-from search.space import Pair, SpaceSpec
+from search.space import Pair
 from search.workers import CREATOR, retry_callback, tally, this_worker, worker_seed
 
 logger = logging.getLogger(__name__)
@@ -101,16 +103,16 @@ def grid_space(space: SpaceSpec, pool: Sequence[Pair]) -> dict[str, list[Any]]:
         raise ValueError("sampler 'grid' supports one pair addition per trial (n_additions 1, kinds [pair])")
     grid: dict[str, list[Any]] = {}
     if len(pool) > 1:
-        grid["pair"] = [p.label for p in pool]
+        grid[params.PAIR] = [p.label for p in pool]
     if space.layer.varies:
-        grid["layer"] = list(range(space.layer.low, space.layer.high + 1))
-    for name, r in (("coeff", space.coeff), ("frac", space.frac)):
+        grid[params.LAYER] = list(range(space.layer.low, space.layer.high + 1))
+    for name, r in ((params.COEFF, space.coeff), (params.FRAC, space.frac)):
         if not r.varies:
             continue
         if not r.values:
             raise ValueError(f"sampler 'grid' needs space.{name}.values (a list), not a range")
         grid[name] = list(r.values)
-    for name, options in (("mask", space.masks), ("positions", space.positions)):
+    for name, options in ((params.MASK, space.masks), (params.POSITIONS, space.positions)):
         if len(options) > 1:
             grid[name] = list(options)
     return grid
@@ -160,12 +162,12 @@ def outside_space(b: BaselineSpec, space: SpaceSpec) -> str | None:
     """Why the trial for ``b`` could not run ``b`` exactly (a dimension it sets outside what the space
     allows), or None. Such a baseline stays a comparison row but is not enqueued as a trial."""
     checks = [
-        ("kind", "pair" in space.kinds),
-        ("layer", space.layer.contains(b.layer)),
-        ("coeff", space.coeff.contains(b.coeff)),
-        ("frac", space.frac.contains(b.frac)),
-        ("mask", b.mask in space.masks),
-        ("positions", b.positions in space.positions),
+        (params.KIND, "pair" in space.kinds),
+        (params.LAYER, space.layer.contains(b.layer)),
+        (params.COEFF, space.coeff.contains(b.coeff)),
+        (params.FRAC, space.frac.contains(b.frac)),
+        (params.MASK, b.mask in space.masks),
+        (params.POSITIONS, b.positions in space.positions),
     ]
     bad = [name for name, ok in checks if not ok]
     return f"its {', '.join(bad)} lies outside the search space" if bad else None
@@ -173,21 +175,21 @@ def outside_space(b: BaselineSpec, space: SpaceSpec) -> str | None:
 
 def baseline_params(b: BaselineSpec, space: SpaceSpec) -> dict[str, Any]:
     """The parameters that enqueue a hand-written intervention (only those the space varies)."""
-    params: dict[str, Any] = {"pair": Pair(*b.pair).label}
+    out: dict[str, Any] = {params.PAIR: Pair(*b.pair).label}
     if space.n_additions.varies:
-        params["n_additions"] = 1
+        out[params.N_ADDITIONS] = 1
     if len(space.kinds) > 1:
-        params["kind"] = "pair"
+        out[params.KIND] = "pair"
     if space.layer.varies:
-        params["layer"] = b.layer
-    for name, r, v in (("coeff", space.coeff, b.coeff), ("frac", space.frac, b.frac)):
+        out[params.LAYER] = b.layer
+    for name, r, v in ((params.COEFF, space.coeff, b.coeff), (params.FRAC, space.frac, b.frac)):
         if r.varies:
-            params[name] = v
+            out[name] = v
     if len(space.masks) > 1:
-        params["mask"] = b.mask
+        out[params.MASK] = b.mask
     if len(space.positions) > 1:
-        params["positions"] = b.positions
-    return params
+        out[params.POSITIONS] = b.positions
+    return out
 
 
 def open_study(

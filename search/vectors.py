@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.space import AdditionChoice, FitChoice, LearnedSpec, Pair
+from search.config.space import FitChoice, LearnedSpec
+from search.space import AdditionChoice, Pair
 from steering import SteeringVector
 from steering.fit import FitConfig, fit_vector
 from steering.model import SteerableModel

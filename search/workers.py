@@ -42,6 +42,7 @@ SURPLUS_ATTR = "surplus"
 FAIL_REASON_ATTR = "fail_reason"
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
+Objective = Callable[[optuna.Trial], float | Sequence[float]]
 
 
 def this_worker() -> str:
@@ -162,12 +163,12 @@ class SurplusTrial(Exception):
 
 
 def budgeted(
-    study: optuna.Study, objective: Callable[[optuna.Trial], object], target: int
-) -> Callable[[optuna.Trial], object]:
+    study: optuna.Study, objective: Objective, target: int
+) -> Objective:
     """Wrap an objective so that a trial past the target is recorded failed as surplus instead of run."""
     identity = this_worker()
 
-    def run(trial: optuna.Trial) -> object:
+    def run(trial: optuna.Trial) -> float | Sequence[float]:
         trial.set_user_attr(WORKER_ATTR, identity)
         if not holds_slot(study, trial.number, target):
             trial.set_user_attr(SURPLUS_ATTR, True)
@@ -180,7 +181,7 @@ def budgeted(
 
 def run_until(
     study: optuna.Study,
-    objective: Callable[[optuna.Trial], object],
+    objective: Objective,
     *,
     target: int,
     timeout: float | None = None,

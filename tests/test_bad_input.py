@@ -25,7 +25,8 @@ from safetensors.torch import save_file
 from objectives.testing import FakeBertScorer
 from search.cli import main
 from search.config import load_config
-from search.run import Scorers, run_search
+from search.run import run_search
+from search.session import Scorers
 from steering.model import SteerableModel
 
 ROOT = Path(__file__).parents[1]

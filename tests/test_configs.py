@@ -12,7 +12,7 @@ import pytest
 from search.cli import main
 from search.config import ConfigError, ExperimentConfig, find_config, load_config, shipped_configs, shipped_file
 from search.outputs import config_yaml
-from search.run import full_pool, load_data
+from search.session import full_pool, load_data
 from search.space import Pair
 from search.study import grid_space, outside_space
 

@@ -6,12 +6,14 @@ import pytest
 import torch
 
 from objectives.testing import FakeBertScorer
-from search.analyze import run_analysis
+from search.analysis.analyze import run_analysis
+from search.analysis.distill import DistillReport, best_single_pair, distill_vector, single_tokens
+from search.analysis.length import LengthReport, truncations
+from search.cli import main
 from search.config import ConfigError, load_config
-from search.distill import DistillSpec, TargetSpec, best_single_pair, distill_vector, single_tokens
-from search.length import truncations
+from search.config.features import DistillSpec, TargetSpec
 from search.mutate import MutationConfig
-from search.run import Scorers
+from search.session import Scorers
 from steering import SteeringVector
 from steering.model import SteerableModel
 
@@ -24,8 +26,8 @@ def test_a_planted_short_pair_is_recovered_from_its_own_vector(tiny: SteerableMo
     planted = SteeringVector.from_pair(tiny, word, "", 1)
     spec = DistillSpec(targets=(TargetSpec(1, pair=(word, "")),), max_tokens=1)
     (row,) = distill_vector(tiny, planted, 3.0, spec, pair=(word, ""))
-    assert row["pair"] == [word, ""] and row["cosine"] > 0.9999
-    assert row["coeff"] == pytest.approx(3.0, rel=1e-3)  # the projection coefficient recovers the scale
+    assert row.pair == (word, "") and row.cosine > 0.9999
+    assert row.projection_coeff == pytest.approx(3.0, rel=1e-3)  # the projection coefficient recovers the scale
 
 
 def test_single_pair_search_with_two_sided_target(tiny: SteerableModel) -> None:
@@ -43,12 +45,12 @@ def test_longer_lengths_search_and_report_text_cosines(tiny: SteerableModel) -> 
         targets=(TargetSpec(1, pair=pair),), max_tokens=3, gcg=MutationConfig(steps=3, top_k=8, candidates=16)
     )
     rows = distill_vector(tiny, target, 1.0, spec, pair=pair)
-    assert [r["tokens"] for r in rows] == [1, 2, 3]
+    assert [r.tokens for r in rows] == [1, 2, 3]
     for r in rows:
-        text_vec = SteeringVector.from_pair(tiny, *r["pair"], 1)
-        assert max(len(tiny.encode(p)) - 1 for p in r["pair"]) <= r["tokens"]
+        text_vec = SteeringVector.from_pair(tiny, *r.pair, 1)
+        assert max(len(tiny.encode(p)) - 1 for p in r.pair) <= r.tokens
         cosine = torch.nn.functional.cosine_similarity(text_vec.summed(), target.summed(), dim=0)
-        assert text_vec.n_pos >= 2 and r["cosine"] == pytest.approx(float(cosine), abs=1e-5)  # from the text
+        assert text_vec.n_pos >= 2 and r.cosine == pytest.approx(float(cosine), abs=1e-5)  # from the text
 
 
 def test_truncations_drop_identical_sides() -> None:
@@ -87,18 +89,26 @@ def test_analyze_writes_tables_plot_and_report(tiny: SteerableModel, tmp_path: P
     cfg_path.write_text(ANALYSIS)
     cfg, out = load_config(cfg_path), tmp_path / "run"
     res = run_analysis(cfg, out, model=tiny, scorers=Scorers(bert=FakeBertScorer()))
-    targets = res["distill"]["targets"]
-    assert len(targets) == 2 and targets[1]["target"].startswith("learned L1")
-    assert [r["tokens"] for r in targets[0]["rows"]] == [1, 2] and all("effect_kept" in r for r in targets[0]["rows"])
+    assert res.distill is not None and res.length is not None
+    targets = res.distill.targets
+    assert len(targets) == 2 and targets[1].target.startswith("learned L1")
+    assert [r.short.tokens for r in targets[0].rows] == [1, 2]
     assert list((out / "vectors" / "fitted").glob("*.safetensors"))  # the learned target was saved
-    for r in targets[0]["rows"]:  # the coefficient is the projection's times the scale best on the search split
-        scales = {float(k): v for k, v in r["search_objective_by_scale"].items()}
-        assert r["coeff"] == pytest.approx(max(scales, key=scales.__getitem__) * r["projection_coeff"])
-    rows = res["length"]["rows"]
+    for r in targets[0].rows:  # the coefficient is the projection's times the scale best on the search split
+        scales = {float(k): v for k, v in r.search_objective_by_scale.items()}
+        assert r.coeff == pytest.approx(max(scales, key=scales.__getitem__) * r.short.projection_coeff)
+        kept = (r.heldout.value - res.distill.unsteered.value) / (
+            targets[0].target_heldout.value - res.distill.unsteered.value
+        )
+        assert r.effect_kept == pytest.approx(kept)
+    rows = res.length.rows
     for r in rows:
-        by_coeff = {float(k): v for k, v in r["search_objective_by_coeff"].items()}
-        assert r["best_coeff"] == max(by_coeff, key=by_coeff.__getitem__)
-    assert len(rows) == 4 + 1 and all(r["best_coeff"] in (2.0, 4.0, 8.0) for r in rows)
+        by_coeff = {float(k): v for k, v in r.search_objective_by_coeff.items()}
+        assert r.best_coeff == max(by_coeff, key=by_coeff.__getitem__)
+    assert len(rows) == 4 + 1 and all(r.best_coeff in (2.0, 4.0, 8.0) for r in rows)
+    # The typed results round-trip through the run folder.
+    assert DistillReport.load(out) == res.distill and LengthReport.load(out) == res.length
+    assert main(["report", str(out)]) == 0
     md = (out / "report.md").read_text()
     assert "## Distillation into short pairs" in md and "## Length vs strength" in md
     assert (out / "figures" / "length.png").stat().st_size > 1000

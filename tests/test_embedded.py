@@ -7,7 +7,7 @@ import json
 import pytest
 
 from objectives.gold import load_gold_set, load_split
-from search.demo import CONFIGS, DemoSettings, measure_effect
+from search.cli.demo import CONFIGS, DemoSettings, measure_effect
 from steering import EMBEDDED_MODEL_DIR, load_model
 from steering.model import SteerableModel
 

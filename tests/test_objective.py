@@ -10,8 +10,10 @@ import torch
 
 from objectives import EvalData, Evaluator, Objective, ObjectiveSpec, Term
 from objectives.testing import FakeBertScorer
-from search.objective import CompletionSink, FidelitySpec, SteeringObjective
-from search.space import Candidate, FloatRange, IntRange, PairsSpec, SpaceSpec, pair_pool
+from search.config.features import FidelitySpec
+from search.config.space import FloatRange, IntRange, PairsSpec, SpaceSpec
+from search.objective import CompletionSink, SteeringObjective
+from search.space import Candidate, pair_pool
 from steering import Addition, GenerationConfig, SteeringVector, generate
 from steering.model import SteerableModel
 

@@ -93,7 +93,8 @@ def test_a_password_never_reaches_the_run_folder_logs_or_report(
     from objectives.testing import FakeBertScorer
     from search.cli import main
     from search.config import load_config
-    from search.run import Scorers, run_search
+    from search.run import run_search
+    from search.session import Scorers
     from steering.testing import tiny_model
 
     password = urlsplit(postgres_url).password

@@ -10,7 +10,8 @@ import pytest
 from objectives.testing import FakeBertScorer
 from search.cli import main
 from search.config import ConfigError, load_config
-from search.run import Scorers, load_run_study, run_search
+from search.run import run_search
+from search.session import Scorers, load_run_study
 from search.study import storage_for
 from steering import SteeringVector
 from steering.model import SteerableModel
@@ -69,6 +70,8 @@ def test_run_writes_the_contract_and_resumes(tiny: SteerableModel, tmp_path: Pat
     assert len(rows) == 5 and {"metric_bertscore_f1", "metric_ppl_ratio", "param_coeff", "value"} <= set(rows[0])
     # The config as run round-trips through the loader.
     assert load_config(out / "config.yaml") == cfg
+    assert not (out / "report.md").exists()  # the runner produces; rendering is the report command's
+    assert main(["report", str(out)]) == 0
     md = (out / "report.md").read_text()
     assert "## Optimisation history" in md and "## Best vs hand-written" in md and "hand-written" in md
     page = (out / "report.html").read_text()
@@ -143,40 +146,41 @@ def test_frac_coeff_heatmap(tiny: SteerableModel, tmp_path: Path) -> None:
         cfg, out=tmp_path / "s", model=tiny, scorers=Scorers(bert=FakeBertScorer()), n_trials=5, progress=False
     )
     assert {(t.params["frac"], t.params["coeff"]) for t in study.trials[1:]} == {(0.5, 1), (0.5, 4), (1.0, 1), (1.0, 4)}
+    assert main(["report", str(tmp_path / "s")]) == 0
     assert (tmp_path / "s" / "figures" / "frac_coeff.png").exists()
     assert "## frac × coeff" in (tmp_path / "s" / "report.md").read_text()
 
 
 def test_compare_on_heldout_with_cis(tiny: SteerableModel, tmp_path: Path) -> None:
-    from search.compare import run_compare, table
+    from search.analysis.compare import Comparison, run_compare
+    from search.report.tables import comparison_table
 
     cfg, out = _cfg(tmp_path, CONFIG + "compare: {n: 2, bootstrap: 50, prefix: 'Weddings! '}\n"), tmp_path / "run"
     scorers = Scorers(bert=FakeBertScorer())
     run_search(cfg, out=out, model=tiny, scorers=scorers, n_trials=2, progress=False)
     report = run_compare(cfg, out, model=tiny, scorers=scorers)
-    assert json.loads((out / "comparison.json").read_text())["split"] == "heldout"
-    names = list(report["methods"])
+    assert Comparison.load(out) == report  # comparison.json round-trips to the typed result
+    assert report.split == "heldout"
+    names = list(report.methods)
     assert names[0] == "unsteered" and names[1].startswith("hand-written") and names[2].startswith("prompting")
     assert any(n.startswith("best (trial") for n in names)
     assert not any("(trial 0)" in n for n in names[3:])  # trial 0 is the baseline, already a row of its own
-    for r in report["methods"].values():
-        assert 0 < r["corpus"]["distinct_2"] <= 1
+    for r in report.methods.values():
+        assert 0 < r.corpus["distinct_2"] <= 1
         for m in ("bertscore_f1", "keyword_rate", "ppl_ratio", "kl", "rep_rate"):
-            v = r["metrics"][m]
-            assert v["lo"] <= v["mean"] <= v["hi"], (m, v)
-    unsteered = report["methods"]["unsteered"]["metrics"]
-    assert unsteered["ppl_ratio"]["mean"] == pytest.approx(1.0) and unsteered["kl"]["mean"] == pytest.approx(
-        0.0, abs=1e-6
-    )
-    assert "| unsteered |" in table(report, ["bertscore_f1", "kl"])
+            v = r.metrics[m]
+            assert v.lo <= v.mean <= v.hi, (m, v)
+    unsteered = report.methods["unsteered"].metrics
+    assert unsteered["ppl_ratio"].mean == pytest.approx(1.0) and unsteered["kl"].mean == pytest.approx(0.0, abs=1e-6)
+    assert "| unsteered |" in comparison_table(report, ["bertscore_f1", "kl"])
 
 
 def test_bootstrap_ci_brackets_the_mean() -> None:
     from objectives.items import list_mean
-    from search.compare import bootstrap_ci
+    from search.analysis.evaluation import bootstrap_ci
 
-    est, lo, hi = bootstrap_ci(list_mean([float(v) for v in range(100)]), resamples=500, seed=0)
-    assert est == 49.5 and 40 < lo < est < hi < 60
+    ci = bootstrap_ci(list_mean([float(v) for v in range(100)]), resamples=500, seed=0)
+    assert ci.mean == 49.5 and 40 < ci.lo < ci.mean < ci.hi < 60
 
 
 def test_optuna_dashboard_opens_the_run_storage(tiny: SteerableModel, tmp_path: Path) -> None:
@@ -231,7 +235,7 @@ LEARNED_AND_ADVERSARIAL = CONFIG.replace(
 
 
 def test_learned_and_adversarial_candidates_enter_the_study(tiny: SteerableModel, tmp_path: Path) -> None:
-    from search.compare import run_compare
+    from search.analysis.compare import run_compare
 
     cfg, out = _cfg(tmp_path, LEARNED_AND_ADVERSARIAL), tmp_path / "run"
     scorers = Scorers(bert=FakeBertScorer())
@@ -243,12 +247,11 @@ def test_learned_and_adversarial_candidates_enter_the_study(tiny: SteerableModel
     assert {"hand-written", "learned"} <= sources
     if adv[0]["best"] != adv[0]["start"]:  # the winner was enqueued and judged by the real objective
         assert "adversarial" in sources and study.trials[1].user_attrs.get("adversarial")
-    assert "## Adversarial pairs" in (out / "report.md").read_text()
+    assert main(["report", str(out)]) == 0 and "## Adversarial pairs" in (out / "report.md").read_text()
     fitted = list((out / "vectors" / "fitted").glob("*.safetensors"))
     assert len(fitted) == sum(r["kind"] == "learned" for r in records) > 0
     assert load_config(out / "config.yaml") == cfg
-    report = run_compare(cfg, out, model=tiny, scorers=scorers)
-    names = list(report["methods"])
+    names = list(run_compare(cfg, out, model=tiny, scorers=scorers).methods)
     assert any(n.startswith("best learned (") or (n.startswith("best (trial") and "learned L" in n) for n in names)
     # Resuming reuses the adversarial runs and the fitted vectors (nothing is fitted or mutated again).
     mtime = (out / "adversarial.json").stat().st_mtime
@@ -259,8 +262,8 @@ def test_learned_and_adversarial_candidates_enter_the_study(tiny: SteerableModel
 def test_the_comparison_measures_what_the_search_optimised(tiny: SteerableModel, tmp_path: Path) -> None:
     """One metric pipeline: re-measuring a finished trial's candidate the comparison's way, on the search
     split with the search's seed and sample count, gives the trial's own recorded metrics."""
-    from search.compare import Method, SplitEvaluator
-    from search.run import load_data
+    from search.analysis.evaluation import Method, SplitEvaluator
+    from search.session import load_data
     from search.space import Candidate
     from search.vectors import VectorCache
 
@@ -271,7 +274,7 @@ def test_the_comparison_measures_what_the_search_optimised(tiny: SteerableModel,
     cand = Candidate.from_record(trial.user_attrs["candidate"])
     evaluator = SplitEvaluator(cfg, load_data(cfg), tiny, scorers, split="search")
     result, _ = evaluator(Method("trial", cand.steering(tiny, VectorCache())))
-    measured = {k: v["mean"] for k, v in result["metrics"].items()} | result["corpus"]
+    measured = {k: v.mean for k, v in result.metrics.items()} | result.corpus
     recorded = trial.user_attrs["metrics"]
     assert set(recorded) <= set(measured)
     for name, value in recorded.items():

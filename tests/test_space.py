@@ -4,16 +4,8 @@ import optuna
 import pytest
 import torch
 
-from search.space import (
-    Candidate,
-    FloatRange,
-    IntRange,
-    LearnedSpec,
-    PairsSpec,
-    SpaceSpec,
-    pair_pool,
-    suggest,
-)
+from search.config.space import FloatRange, IntRange, LearnedSpec, PairsSpec, SpaceSpec
+from search.space import Candidate, pair_pool, suggest
 from search.vectors import Fitter, VectorCache
 from steering import SteeringVector
 from steering.model import SteerableModel

@@ -6,9 +6,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.adversarial import AdversarialSpec, Start, load_or_mutate
+from search.adversarial import Start, load_or_mutate
 from search.config import BaselineSpec
-from search.space import FloatRange, IntRange, PairsSpec, SpaceSpec, pair_pool, suggest
+from search.config.features import AdversarialSpec
+from search.config.space import FloatRange, IntRange, PairsSpec, SpaceSpec
+from search.space import pair_pool, suggest
 from search.study import enqueue_baselines, outside_space
 
 SPACE = SpaceSpec(layer=IntRange(0, 1), coeff=FloatRange(1.0, 8.0), n_additions=IntRange(1, 2))
@@ -42,4 +44,4 @@ def test_adversarial_runs_made_with_other_settings_are_refused(tmp_path: Path) -
     starts = [Start(("weddings", ""), 1, 4.0)]
     path.write_text(json.dumps({"made_with": {"starts": [], "spec": {}}, "runs": []}))
     with pytest.raises(ValueError, match="new --out"):
-        load_or_mutate(path, None, starts, [], AdversarialSpec())  # type: ignore[arg-type]
+        load_or_mutate(tmp_path, None, starts, [], AdversarialSpec())  # type: ignore[arg-type]

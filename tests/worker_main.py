@@ -17,7 +17,8 @@ from pathlib import Path
 from objectives.testing import FakeBertScorer
 from search.config import load_config
 from search.objective import SteeringObjective
-from search.run import Scorers, run_search
+from search.run import run_search
+from search.session import Scorers
 from steering.testing import tiny_model
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from objectives.gold import load_gold_set, load_split
 from objectives.keywords import KeywordRate
+from search.cli.display import side_by_side
 from search.config import shipped_file
-from search.display import side_by_side
 from steering import Addition, GenerationConfig, SteeringVector, generate_candidates, load_model
 from steering.model import SteerableModel
 

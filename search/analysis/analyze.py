@@ -1,34 +1,38 @@
 """``steersearch analyze``: the distillation and length-vs-strength analyses a config describes.
 
 Writes ``distill.json`` and/or ``length.json`` into the run folder (``runs/<name>`` by default), with
-``config.yaml`` and ``env.json``, then ``report.md``/``report.html`` with the tables and the plot (plus the
-study's sections when the folder also holds a search run).
+``config.yaml`` and ``env.json``; the CLI then renders the report.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from objectives import Objective
-from search.compare import build_heldout
+from search.analysis.distill import DistillReport, run_distill
+from search.analysis.evaluation import build_heldout
+from search.analysis.length import LengthReport, run_length
 from search.config import ConfigError, ExperimentConfig
-from search.distill import run_distill
-from search.length import run_length
-from search.outputs import RUN_RECORD, config_yaml, env_info, write_text
-from search.report import write_report
-from search.run import Scorers, load_run_study, vector_cache
+from search.outputs import config_yaml, env_info, write_text
+from search.session import Scorers, vector_cache
 from steering.model import SteerableModel
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Analyses:
+    distill: DistillReport | None = None
+    length: LengthReport | None = None
+
+
 def run_analysis(
     cfg: ExperimentConfig, out: Path, *, model: SteerableModel | None = None, scorers: Scorers | None = None
-) -> dict[str, Any]:
-    """Run the config's ``distill`` and ``length`` sections; returns ``{"distill": ..., "length": ...}``."""
+) -> Analyses:
+    """Run the config's ``distill`` and ``length`` sections and save each into ``out``."""
     if cfg.distill is None and cfg.length is None:
         raise ConfigError("analyze needs a distill or a length section in the config")
     if len(Objective(cfg.objective).directions) > 1:
@@ -40,13 +44,11 @@ def run_analysis(
         heldout.model.check_layer(cfg.length.layer)
     write_text(out / "config.yaml", config_yaml(cfg))
     write_text(out / "env.json", json.dumps(env_info(cfg), indent=2))
-    results: dict[str, Any] = {}
+    distill = length = None
     if cfg.distill is not None:
-        results["distill"] = run_distill(cfg.distill, heldout, vector_cache(cfg, heldout.data, out))
-        write_text(out / "distill.json", json.dumps(results["distill"], indent=2))
+        distill = run_distill(cfg.distill, heldout, vector_cache(cfg, heldout.data, out))
+        distill.save(out)
     if cfg.length is not None:
-        results["length"] = run_length(cfg.length, heldout)
-        write_text(out / "length.json", json.dumps(results["length"], indent=2))
-    study = load_run_study(cfg, out) if (out / RUN_RECORD).exists() else None  # a search ran here
-    write_report(out, study, [t.metric for t in cfg.objective.terms])
-    return results
+        length = run_length(cfg.length, heldout)
+        length.save(out)
+    return Analyses(distill, length)

@@ -18,63 +18,39 @@ describes pairs a person can type.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from search.mutate import MutationConfig, allowed_tokens, gcg, round_trips
-from search.space import AdditionChoice, FitChoice, Pair
+from search import params
+from search.analysis.evaluation import Evaluation, Method, SplitEvaluator
+from search.config import from_dict
+from search.config.features import DistillSpec, TargetSpec
+from search.mutate import allowed_tokens, gcg, round_trips
+from search.outputs import write_text
+from search.space import AdditionChoice, Pair
+from search.vectors import VectorCache
 from steering import Addition, Positions, SteeringVector
 from steering.model import SteerableModel
 from steering.tokens import cosine_score
 from steering.vector import DEFAULT_FILLER, PairTokens, resid_pre
 
-if TYPE_CHECKING:
-    from search.compare import SplitEvaluator
-    from search.vectors import VectorCache
-
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TargetSpec:
-    """A vector to distill: a pair's ActAdd vector times ``coeff`` (front positions), or a learned vector
-    fitted with ``learned`` on the search split (added at its fit positions, coefficient 1)."""
-
-    layer: int
-    pair: tuple[str, str] | None = None
-    coeff: float = 1.0
-    learned: FitChoice | None = None
-
-    def __post_init__(self) -> None:
-        if (self.pair is None) == (self.learned is None):
-            raise ValueError("a distillation target is either a pair or a learned vector (give exactly one)")
-
-    def choice(self) -> AdditionChoice:
-        if self.learned is not None:
-            return AdditionChoice(None, self.layer, 1.0, positions=self.learned.positions, fit=self.learned)
-        assert self.pair is not None
-        return AdditionChoice(Pair(*self.pair), self.layer, self.coeff)
-
-
-@dataclass(frozen=True)
-class DistillSpec:
-    targets: tuple[TargetSpec, ...]
-    max_tokens: int = 3
-    coeff_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-    shortlist: int = 128
-    gcg: MutationConfig = field(default_factory=lambda: MutationConfig(steps=16, top_k=32, candidates=64))
-
-    def __post_init__(self) -> None:
-        if not self.targets:
-            raise ValueError("distill needs at least one target")
-        if self.max_tokens < 1 or self.shortlist < 1:
-            raise ValueError("max_tokens and shortlist must be >= 1")
-        if not self.coeff_scales or min(self.coeff_scales) <= 0:
-            raise ValueError("coeff_scales needs positive multipliers")
+def target_choice(target: TargetSpec) -> AdditionChoice:
+    """The addition a distillation target describes (a pair at its coefficient, or a learned vector)."""
+    if target.learned is not None:
+        return AdditionChoice(
+            None, target.layer, params.LEARNED_COEFF, positions=target.learned.positions, fit=target.learned
+        )
+    assert target.pair is not None
+    return AdditionChoice(Pair(*target.pair), target.layer, target.coeff)
 
 
 def single_tokens(model: SteerableModel, readable: bool) -> list[int]:
@@ -124,14 +100,67 @@ def _truncation(model: SteerableModel, pair: tuple[str, str], n: int) -> PairTok
     return cand if (cand.a or cand.b) and round_trips(model, cand) else None
 
 
+@dataclass(frozen=True)
+class ShortPair:
+    """A short pair found for a target: its text, its cosine to the target (recomputed from the text) and
+    the projection coefficient ``<s, t> / |s|^2`` that matches the target's length along it."""
+
+    tokens: int
+    pair: tuple[str, str]
+    cosine: float
+    projection_coeff: float
+    searched_from: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class DistilledPair:
+    """A short pair as applied and measured: ``coeff`` is the projection coefficient times the multiplier
+    best on the search split; ``effect_kept`` is its held-out gain over unsteered ÷ the target's."""
+
+    short: ShortPair
+    coeff: float
+    search_objective_by_scale: dict[str, float]
+    heldout: Evaluation
+    effect_kept: float | None
+
+
+@dataclass(frozen=True)
+class DistilledTarget:
+    target: str
+    target_tokens: int | None
+    layer: int
+    positions: str
+    target_norm: float
+    target_heldout: Evaluation
+    rows: tuple[DistilledPair, ...]
+
+
+@dataclass(frozen=True)
+class DistillReport:
+    """What ``distill.json`` holds."""
+
+    unsteered: Evaluation
+    targets: tuple[DistilledTarget, ...]
+
+    FILE = "distill.json"
+
+    def save(self, run_dir: Path) -> None:
+        write_text(run_dir / self.FILE, json.dumps(dataclasses.asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> DistillReport | None:
+        path = run_dir / cls.FILE
+        return from_dict(cls, json.loads(path.read_text()), cls.FILE) if path.exists() else None
+
+
 def distill_vector(
     model: SteerableModel, target: SteeringVector, coeff: float, spec: DistillSpec, *, pair: tuple[str, str] | None
-) -> list[dict[str, Any]]:
+) -> list[ShortPair]:
     """Best short pair per length 1..``max_tokens`` for ``coeff * target``: text, cosine, projection coefficient."""
     layer, goal = target.layer, coeff * target.summed()
     tokens = single_tokens(model, spec.gcg.readable)
     score = cosine_score(goal)
-    rows: list[dict[str, Any]] = []
+    rows: list[ShortPair] = []
     single = best_single_pair(model, layer, goal, tokens, spec.shortlist)
     prev = single
     for n in range(1, spec.max_tokens + 1):
@@ -149,80 +178,55 @@ def distill_vector(
         s = vec.summed()
         cos = float(torch.nn.functional.cosine_similarity(s, goal.to(s.device), dim=0))
         rows.append(
-            {
-                "tokens": n,
-                "pair": [a, b],
-                "cosine": cos,
-                "coeff": float(s @ goal.to(s.device) / (s @ s)),
-                "searched_from": [list(st.decode(model.tokenizer)) for st in starts],
-            }
+            ShortPair(
+                tokens=n,
+                pair=(a, b),
+                cosine=cos,
+                projection_coeff=float(s @ goal.to(s.device) / (s @ s)),
+                searched_from=tuple(st.decode(model.tokenizer) for st in starts),
+            )
         )
         logger.info("distill length %d: %r / %r cosine %.3f", n, a, b, cos)
     return rows
 
 
-def run_distill(spec: DistillSpec, heldout: SplitEvaluator, vectors: VectorCache) -> dict[str, Any]:
+def run_distill(spec: DistillSpec, heldout: SplitEvaluator, vectors: VectorCache) -> DistillReport:
     """Distil each target; choose each short pair's coefficient on the search split; measure target,
     unsteered and every short pair on the held-out split."""
-    from search.compare import Method, objective_of
-
     model, search = heldout.model, heldout.on("search")
     base, _ = heldout(Method("unsteered", []))
-    out: list[dict[str, Any]] = []
+    out: list[DistilledTarget] = []
     for target in spec.targets:
-        choice = target.choice()
+        choice = target_choice(target)
         vec = vectors.get(model, choice)
         positions = Positions.parse(choice.positions)
-        coeff = 1.0 if choice.fit is not None else choice.coeff
+        coeff = choice.applied_coeff
         measured, _ = heldout(Method("target", [Addition(vec, coeff, positions)]))
-        rows = distill_vector(model, vec, coeff, spec, pair=target.pair)
-        gain = objective_of(measured) - objective_of(base)
-        for row in rows:
-            short = SteeringVector.from_pair(model, row["pair"][0], row["pair"][1], target.layer)
-            row["projection_coeff"] = row["coeff"]
-            coeffs = [k * row["coeff"] for k in spec.coeff_scales]
-            row["coeff"], on_search = search.best_coeff(short, positions, coeffs)
-            row["search_objective_by_scale"] = {str(k): v for k, v in zip(spec.coeff_scales, on_search, strict=True)}
-            row["heldout"], _ = heldout(Method(f"{row['tokens']} tokens", [Addition(short, row["coeff"], positions)]))
-            row["effect_kept"] = (objective_of(row["heldout"]) - objective_of(base)) / gain if gain else None
-        out.append(
-            {
-                "target": choice.describe(),
-                "target_tokens": PairTokens.encode(model, *target.pair).width - 1 if target.pair else None,
-                "layer": target.layer,
-                "positions": str(positions),
-                "target_norm": float((coeff * vec.summed()).norm()),
-                "target_heldout": measured,
-                "rows": rows,
-            }
-        )
-    return {"unsteered": base, "targets": out}
-
-
-def distill_table(report: dict[str, Any]) -> str:
-    """Markdown: one row per target and length."""
-    from search.compare import objective_of
-
-    head = "| target | tokens per side | short pair | cosine | coeff | objective | BERTScore F1 | effect kept |"
-    lines = [head, "|---" * 8 + "|"]
-    base = objective_of(report["unsteered"])
-    for t in report["targets"]:
-        tm = t["target_heldout"]
-        lines.append(
-            f"| {t['target']} | {t['target_tokens'] or '–'} (target) | – | 1.000 | – | {objective_of(tm):.4f} | "
-            f"{_ci(tm, 'bertscore_f1')} | 100% |"
-        )
-        for r in t["rows"]:
-            kept = f"{100 * r['effect_kept']:.0f}%" if r["effect_kept"] is not None else "–"
-            lines.append(
-                f"| | {r['tokens']} | {r['pair'][0]!r} / {r['pair'][1]!r} | {r['cosine']:.3f} | {r['coeff']:.3g} | "
-                f"{objective_of(r['heldout']):.4f} | {_ci(r['heldout'], 'bertscore_f1')} | {kept} |"
+        gain = measured.value - base.value
+        rows = []
+        for short in distill_vector(model, vec, coeff, spec, pair=target.pair):
+            short_vec = SteeringVector.from_pair(model, short.pair[0], short.pair[1], target.layer)
+            coeffs = [k * short.projection_coeff for k in spec.coeff_scales]
+            chosen, on_search = search.best_coeff(short_vec, positions, coeffs)
+            result, _ = heldout(Method(f"{short.tokens} tokens", [Addition(short_vec, chosen, positions)]))
+            rows.append(
+                DistilledPair(
+                    short=short,
+                    coeff=chosen,
+                    search_objective_by_scale={str(k): v for k, v in zip(spec.coeff_scales, on_search, strict=True)},
+                    heldout=result,
+                    effect_kept=(result.value - base.value) / gain if gain else None,
+                )
             )
-    lines.append(f"| unsteered | – | – | – | – | {base:.4f} | {_ci(report['unsteered'], 'bertscore_f1')} | 0% |")
-    return "\n".join(lines)
-
-
-def _ci(result: dict[str, Any], metric: str) -> str:
-    from search.compare import fmt_ci
-
-    return fmt_ci(result["metrics"].get(metric))
+        out.append(
+            DistilledTarget(
+                target=choice.describe(),
+                target_tokens=PairTokens.encode(model, *target.pair).width - 1 if target.pair else None,
+                layer=target.layer,
+                positions=str(positions),
+                target_norm=float((coeff * vec.summed()).norm()),
+                target_heldout=measured,
+                rows=tuple(rows),
+            )
+        )
+    return DistillReport(base, tuple(out))

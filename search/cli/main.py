@@ -1,0 +1,106 @@
+"""``steersearch`` command line: argument parsing and the one place logging is configured; the commands
+live in ``search.cli.commands``.
+
+User errors (bad flags, bad config, unknown model path, layer out of range) print one line naming the
+problem and exit with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import typing
+from collections.abc import Sequence
+
+import optuna
+from transformers.utils import logging as hf_logging
+
+from search.cli import commands
+from search.cli.errors import EXIT_USAGE, UserError
+from search.config import ConfigError
+from steering import MaskMode
+from steering.model import ModelLoadError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if not args.verbose else logging.INFO, format="%(message)s")
+    _quiet_third_party(verbose=args.verbose)
+    try:
+        return int(args.func(args))
+    except (UserError, ConfigError, ModelLoadError, ValueError, FileNotFoundError) as err:
+        line = " ".join(str(err).split()) or type(err).__name__  # one line, whatever the message held
+        print(f"steersearch: error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _quiet_third_party(*, verbose: bool) -> None:
+
+    hf_logging.disable_progress_bar()
+    if not verbose:
+        hf_logging.set_verbosity_error()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar reports trials
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="steersearch", description="Automated search for steering vectors.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="print unsteered and steered completions side by side")
+    gen.add_argument("--config", help="experiment YAML or shipped config name; default: embedded model")
+    what = gen.add_mutually_exclusive_group(required=True)
+    what.add_argument("--pair", nargs=2, metavar=("A", "B"), help="prompt pair; B may be ''")
+    what.add_argument(
+        "--vector", help="a saved steering vector (PATH.safetensors + PATH.json, as runs/<name>/vectors/ hold)"
+    )
+    gen.add_argument("--layer", type=int, help="residual stream layer (input of block L); with --pair only")
+    gen.add_argument("--coeff", type=float, help="coefficient on the vector (required with --pair; --vector: 1)")
+    gen.add_argument("--frac", type=float, default=1.0, help="fraction of residual dimensions (default 1)")
+    gen.add_argument("--mask", choices=[m.value for m in MaskMode], default="first", help="which dims frac keeps")
+    gen.add_argument("--positions", default="front", help="front (ActAdd), all, or from:K")
+    gen.add_argument("--n", type=int, help="completions of each kind (default: config's generation.n)")
+    gen.add_argument("--seed", type=int, help="sampling seed (default: config's generation.seed)")
+    gen.add_argument(
+        "--prompt", default=commands.DEFAULT_PROMPT, help=f"prompt to continue (default {commands.DEFAULT_PROMPT!r})"
+    )
+    gen.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    gen.set_defaults(func=commands.cmd_generate)
+
+    run = sub.add_parser("run", help="run (or resume) the search a config describes")
+    run.add_argument("config", help="experiment YAML, or a shipped config's name (quickstart, ...)")
+    run.add_argument("--n-trials", type=int, help="finished trials the study should reach (default: config)")
+    run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    run.add_argument("--storage", help="Optuna storage URL, or journal:PATH (default: sqlite in the run folder)")
+    run.add_argument("--out", help="run folder (default: runs/<name>)")
+    run.add_argument("--workers", type=int, default=1, help="worker processes on the same storage (default 1)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (used by extra workers)")
+    run.set_defaults(func=commands.cmd_run)
+
+    cmp = sub.add_parser("compare", help="held-out comparison of the best found with baselines (CIs)")
+    cmp.add_argument("config", help="experiment YAML or shipped config name (the one the run used)")
+    cmp.add_argument("--run", required=True, help="run folder (holds best.json)")
+    cmp.set_defaults(func=commands.cmd_compare)
+
+    rep = sub.add_parser("report", help="rebuild report.md and report.html of a run from storage and files")
+    rep.add_argument("run", help="run folder (holds config.yaml)")
+    rep.add_argument("--storage", help="Optuna storage URL, if the run did not use the default")
+    rep.set_defaults(func=commands.cmd_report)
+
+    ana = sub.add_parser("analyze", help="distillation into short pairs and length vs strength (held-out)")
+    ana.add_argument("config", help="experiment YAML (or shipped config name) with a distill and/or length section")
+    ana.add_argument("--out", help="run folder (default: runs/<name>)")
+    ana.set_defaults(func=commands.cmd_analyze)
+
+    demo = sub.add_parser("demo", help="offline demonstration on the embedded model (what `make demo` runs)")
+    demo.add_argument("--json", action="store_true", help="print the measured rates as JSON")
+    demo.set_defaults(func=commands.cmd_demo)
+    return parser

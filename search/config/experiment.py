@@ -1,0 +1,122 @@
+"""The experiment config: one frozen dataclass per section of the YAML file. Each feature's own spec lives in
+``search.config.space`` or ``search.config.features``; nothing here imports a feature."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from objectives.bertscore import ScorerSpec
+from objectives.compose import ObjectiveSpec
+from search.config.features import AdversarialSpec, DistillSpec, FidelitySpec, LengthSpec
+from search.config.shipped import shipped_file
+from search.config.space import PairsSpec, SpaceSpec
+from steering import GenerationConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model: ``source`` is null for the embedded tiny-topics model, a local directory, or an HF name."""
+
+    source: str | None = None
+    device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Text files (``configs/gold/`` format). In a config file a relative path is relative to the config
+    file's folder (``gold/weddings.yaml`` beside ``configs/quickstart.yaml``); ``load_config`` makes them
+    absolute. Defaults: the shipped weddings gold set and the shipped prompt, neutral and off-target sets."""
+
+    gold: str = str(shipped_file("gold/weddings.yaml"))
+    prompts: str = str(shipped_file("gold/prompts.yaml"))
+    neutral: str = str(shipped_file("gold/neutral.yaml"))
+    off_target: str = str(shipped_file("gold/off_target.yaml"))
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """A hand-written intervention: enqueued as one of the first trials, and a row of every comparison."""
+
+    pair: tuple[str, str]
+    layer: int
+    coeff: float
+    frac: float = 1.0
+    mask: Literal["first", "random"] = "first"
+    positions: str = "front"
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """The study: sampler, pruner, budget, storage, seed, and how dead workers' trials are found.
+
+    ``heartbeat_interval``/``grace_period`` (seconds): RDB storages (SQLite, PostgreSQL) fail a RUNNING trial
+    whose worker sent no heartbeat for ``grace_period`` and retry it with the same parameters, at most
+    ``max_retry`` times. Journal storage has no heartbeat: a RUNNING trial there is stale when its worker
+    process on this host is gone, or after ``stale_after`` seconds (see ``search.workers``)."""
+
+    sampler: Literal["tpe", "cmaes", "gp", "nsga2", "grid", "random"] = "tpe"
+    pruner: Literal["none", "median", "halving", "hyperband"] = "median"
+    n_trials: int = 20
+    timeout: float | None = None
+    storage: str | None = None  # default: sqlite:///runs/<name>/study.db
+    seed: int = 0
+    heartbeat_interval: int = 10
+    grace_period: int = 60
+    max_retry: int = 2
+    stale_after: float = 21600.0
+
+    def __post_init__(self) -> None:
+        if self.n_trials < 1:
+            raise ValueError(f"n_trials must be >= 1, got {self.n_trials}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
+        if self.heartbeat_interval < 1 or self.grace_period <= self.heartbeat_interval:
+            raise ValueError("heartbeat_interval must be >= 1 and grace_period above it")
+        if self.max_retry < 0 or self.stale_after <= 0:
+            raise ValueError("max_retry must be >= 0 and stale_after > 0")
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """The held-out comparison: samples per held-out prompt, held-out seed, bootstrap resamples, the
+    prompting baseline's instruction prefix (default: "Let me tell you about <gold name>. "), how many
+    best trials, and whether to add the best trial of each candidate source."""
+
+    n: int = 8
+    seed: int = 1000
+    bootstrap: int = 1000
+    prefix: str | None = None
+    max_best: int = 3
+    per_source: bool = True  # also the best trial of each candidate source (template, adversarial, learned...)
+
+    def __post_init__(self) -> None:
+        for name, least in (("n", 1), ("bootstrap", 10), ("max_best", 1)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    scorer: ScorerSpec = field(default_factory=ScorerSpec)
+    objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
+    pairs: PairsSpec | None = None  # required by `run`
+    baselines: tuple[BaselineSpec, ...] = ()
+    space: SpaceSpec = field(default_factory=SpaceSpec)
+    fidelity: FidelitySpec = field(default_factory=FidelitySpec)
+    study: StudySpec = field(default_factory=StudySpec)
+    compare: CompareSpec = field(default_factory=CompareSpec)
+    adversarial: AdversarialSpec | None = None  # GCG-mutate the baselines' pairs before the study
+    distill: DistillSpec | None = None  # `steersearch analyze`: short pairs matching target vectors
+    length: LengthSpec | None = None  # `steersearch analyze`: pair length vs strength
+
+    def __post_init__(self) -> None:
+        if self.adversarial is not None and not self.baselines:
+            raise ValueError("adversarial: needs baselines (the hand-written pairs it mutates)")
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ValueError(f"name {self.name!r} must be a plain folder name")

@@ -1,0 +1,110 @@
+"""The config of the search's features (multi-fidelity rungs, adversarial pairs, distillation, length vs
+strength): plain typed specs that the experiment config holds and each feature imports from here, so the
+config sits below the features it configures."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from search.config.space import FitChoice
+from steering import Positions
+
+
+@dataclass(frozen=True)
+class MutationConfig:
+    """One GCG run: ``steps`` rounds of ``candidates`` single-token substitutions drawn from the ``top_k``
+    gradient choices per position; ``readable`` restricts substitutions to plain word tokens."""
+
+    steps: int = 12
+    top_k: int = 16
+    candidates: int = 32
+    readable: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.top_k < 1 or self.candidates < 1:
+            raise ValueError("steps, top_k and candidates must be >= 1")
+
+
+@dataclass(frozen=True)
+class AdversarialSpec:
+    """``gcg`` settings (restart r runs with seed ``gcg.seed + r``), ``restarts`` per baseline pair, and how
+    many gold rows the proxy scores per candidate."""
+
+    gcg: MutationConfig = field(default_factory=MutationConfig)
+    restarts: int = 1
+    rows: int = 16
+
+    def __post_init__(self) -> None:
+        if self.restarts < 1 or self.rows < 1:
+            raise ValueError("restarts and rows must be >= 1")
+
+    def mutation(self, restart: int) -> MutationConfig:
+        return dataclasses.replace(self.gcg, seed=self.gcg.seed + restart)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A vector to distill: a pair's ActAdd vector times ``coeff`` (front positions), or a learned vector
+    fitted with ``learned`` on the search split (added at its fit positions, coefficient 1)."""
+
+    layer: int
+    pair: tuple[str, str] | None = None
+    coeff: float = 1.0
+    learned: FitChoice | None = None
+
+    def __post_init__(self) -> None:
+        if (self.pair is None) == (self.learned is None):
+            raise ValueError("a distillation target is either a pair or a learned vector (give exactly one)")
+
+
+@dataclass(frozen=True)
+class DistillSpec:
+    targets: tuple[TargetSpec, ...]
+    max_tokens: int = 3
+    coeff_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    shortlist: int = 128
+    gcg: MutationConfig = field(default_factory=lambda: MutationConfig(steps=16, top_k=32, candidates=64))
+
+    def __post_init__(self) -> None:
+        if not self.targets:
+            raise ValueError("distill needs at least one target")
+        if self.max_tokens < 1 or self.shortlist < 1:
+            raise ValueError("max_tokens and shortlist must be >= 1")
+        if not self.coeff_scales or min(self.coeff_scales) <= 0:
+            raise ValueError("coeff_scales needs positive multipliers")
+
+
+@dataclass(frozen=True)
+class LengthSpec:
+    """``truncate``: pairs whose word-level prefixes (1, 2, ... words per side) are measured; ``pairs``:
+    further pairs measured as given (paraphrases); ``coeff``: the fixed coefficient; ``coeffs``: the grid
+    for the best coefficient."""
+
+    layer: int
+    coeff: float
+    coeffs: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+    truncate: tuple[tuple[str, str], ...] = ()
+    pairs: tuple[tuple[str, str], ...] = ()
+    positions: str = "front"
+
+    def __post_init__(self) -> None:
+        if not self.truncate and not self.pairs:
+            raise ValueError("length needs pairs to truncate or pairs to measure")
+        if not self.coeffs:
+            raise ValueError("coeffs needs at least one value")
+        Positions.parse(self.positions)
+
+
+@dataclass(frozen=True)
+class FidelitySpec:
+    """Cumulative samples per prompt at each rung; the last rung is the full budget."""
+
+    rungs: tuple[int, ...] = (8,)
+
+    def __post_init__(self) -> None:
+        if not self.rungs or any(b <= a for a, b in zip(self.rungs, self.rungs[1:], strict=False)):
+            raise ValueError(f"rungs must be increasing sample counts, got {list(self.rungs)}")
+        if self.rungs[0] < 1:
+            raise ValueError("rungs must be >= 1")

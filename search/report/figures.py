@@ -1,0 +1,171 @@
+"""The report's figures, drawn on ``matplotlib.figure.Figure`` (no pyplot state, no backend switch at import):
+optimisation history, parameter importances, the frac × coeff heatmap, the Pareto front, length vs strength.
+
+Each function writes one PNG and returns its path, or None when the study has nothing to show.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import optuna
+from matplotlib.figure import Figure
+from optuna.trial import FrozenTrial, TrialState
+
+from search import params
+from search.analysis.length import LengthReport
+
+logger = logging.getLogger(__name__)
+
+
+def _complete(study: optuna.Study) -> list[FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None]
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def fig_history(study: optuna.Study, path: Path) -> Path | None:
+    trials = _complete(study)
+    if not trials or len(study.directions) > 1:
+        return None
+    xs = [t.number for t in trials]
+    ys = [t.values[0] for t in trials]
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    best = np.maximum.accumulate(ys) if maximize else np.minimum.accumulate(ys)
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
+    base = [t.number for t in trials if t.user_attrs.get("baseline")]
+    ax.scatter(xs, ys, s=14, color="#4477aa", label="trial")
+    if base:
+        ax.scatter(
+            base,
+            [t.values[0] for t in trials if t.user_attrs.get("baseline")],
+            s=40,
+            marker="*",
+            color="#cc6677",
+            label="hand-written",
+        )
+    ax.plot(xs, best, color="#228833", label="best so far")
+    pruned = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))]
+    ax.set_xlabel(f"trial ({len(pruned)} pruned, not shown)")
+    ax.set_ylabel("objective")
+    ax.legend(fontsize=8)
+    ax.set_title("Optimisation history")
+    return _save(fig, path)
+
+
+def fig_importances(study: optuna.Study, path: Path) -> Path | None:
+    trials = _complete(study)
+    if len(trials) < 4 or len(study.directions) > 1:
+        return None
+    try:
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+        imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (RuntimeError, ValueError) as err:  # e.g. too few distinct values
+        logger.info("no parameter importances: %s", err)
+        return None
+    if not imp:
+        return None
+    names, vals = list(imp)[::-1], list(imp.values())[::-1]
+    fig = Figure(figsize=(6, 0.4 * len(names) + 1.2))
+    ax = fig.subplots()
+    ax.barh(names, vals, color="#4477aa")
+    ax.set_xlabel("importance (PED-ANOVA)")
+    ax.set_title("Parameter importances")
+    return _save(fig, path)
+
+
+def _bins(values: list[float], max_bins: int = 8) -> tuple[list[float], np.ndarray]:
+    uniq = sorted(set(values))
+    if len(uniq) <= max_bins:
+        return uniq, np.array([uniq.index(v) for v in values])
+    edges = np.quantile(values, np.linspace(0, 1, max_bins + 1))
+    idx = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, max_bins - 1)
+    centers = [(edges[i] + edges[i + 1]) / 2 for i in range(max_bins)]
+    return centers, idx
+
+
+def fig_frac_coeff(study: optuna.Study, path: Path) -> Path | None:
+    """Mean objective per (frac, coeff) cell: does 0.7 beat 1.0 at every coefficient?"""
+    trials = [t for t in _complete(study) if params.FRAC in t.params and params.COEFF in t.params]
+    if len(trials) < 4 or len(study.directions) > 1:
+        return None
+    fracs, fi = _bins([float(t.params[params.FRAC]) for t in trials])
+    coeffs, ci = _bins([float(t.params[params.COEFF]) for t in trials])
+    total = np.zeros((len(fracs), len(coeffs)))
+    count = np.zeros_like(total)
+    for t, a, b in zip(trials, fi, ci, strict=True):
+        total[a, b] += t.values[0]
+        count[a, b] += 1
+    grid = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(coeffs)), [f"{c:.3g}" for c in coeffs], rotation=45)
+    ax.set_yticks(range(len(fracs)), [f"{f:.2f}" for f in fracs])
+    ax.set_xlabel("coefficient")
+    ax.set_ylabel("fraction of residual dims")
+    for a in range(len(fracs)):
+        for b in range(len(coeffs)):
+            if count[a, b]:
+                ax.text(b, a, f"{grid[a, b]:.3f}", ha="center", va="center", fontsize=7, color="white")
+    fig.colorbar(im, ax=ax, label="mean objective")
+    ax.set_title("frac × coeff")
+    return _save(fig, path)
+
+
+def fig_pareto(study: optuna.Study, path: Path, names: list[str]) -> Path | None:
+    if len(study.directions) != 2:
+        return None
+    trials = _complete(study)
+    if not trials:
+        return None
+    front = {t.number for t in study.best_trials}
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.subplots()
+    for on_front, color, label in ((False, "#bbbbbb", "trial"), (True, "#cc6677", "Pareto front")):
+        pts = [t.values for t in trials if (t.number in front) == on_front]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color=color, label=label)
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.legend(fontsize=8)
+    ax.set_title("Pareto front")
+    return _save(fig, path)
+
+
+def fig_length(report: LengthReport, path: Path) -> Path:
+    """Three panels against tokens per side: vector norm, objective at the fixed coefficient, best coefficient."""
+    rows = report.rows
+    fig = Figure(figsize=(12, 3.6))
+    axes = fig.subplots(1, 3)
+    origins = sorted({r.origin for r in rows})
+    for origin, marker in zip(origins, "osD^v<>", strict=False):
+        sel = sorted((r for r in rows if r.origin == origin), key=lambda r: r.tokens)
+        xs = [r.tokens for r in sel]
+        style = {
+            "marker": marker,
+            "label": origin if len(origin) < 60 else origin[:57] + "...",
+            "linestyle": "-" if origin != "as given" else "none",
+        }
+        axes[0].plot(xs, [r.norm for r in sel], **style)
+        axes[1].plot(xs, [r.at_coeff.value for r in sel], **style)
+        axes[2].plot(xs, [r.best_coeff for r in sel], **style)
+    axes[1].axhline(report.unsteered.value, color="grey", linestyle=":", label="unsteered")
+    titles = (
+        "vector norm (all positions)",
+        f"held-out objective at coeff {report.coeff:g}",
+        "best coefficient (grid, search split)",
+    )
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_xlabel("tokens per side (longer side)")
+        ax.set_title(title, fontsize=10)
+    axes[2].set_yscale("log", base=2)
+    axes[1].legend(fontsize=7)
+    return _save(fig, path)
