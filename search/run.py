@@ -16,6 +16,7 @@ from search.adversarial import Start, load_or_mutate
 from search.config import BaselineSpec, ConfigError, ExperimentConfig
 from search.objective import CompletionSink, SteeringObjective
 from search.outputs import check_run_folder, update_run_files, write_run_start
+from search.preflight import preflight
 from search.session import (
     ExperimentData,
     Scorers,
@@ -76,6 +77,7 @@ def run_search(
     if n_trials is not None and n_trials < 1:
         raise ConfigError(f"n_trials must be >= 1, got {n_trials}")
     url = storage or cfg.study.storage
+    preflight(cfg, out, url)
     check_run_folder(out, cfg, url)
     data = load_data(cfg)
     full_pool(cfg)  # config errors before the model loads

@@ -162,9 +162,7 @@ class SurplusTrial(Exception):
     """The study reached its target while this trial was being created; it is not run."""
 
 
-def budgeted(
-    study: optuna.Study, objective: Objective, target: int
-) -> Objective:
+def budgeted(study: optuna.Study, objective: Objective, target: int) -> Objective:
     """Wrap an objective so that a trial past the target is recorded failed as surplus instead of run."""
     identity = this_worker()
 

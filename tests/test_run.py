@@ -279,3 +279,13 @@ def test_the_comparison_measures_what_the_search_optimised(tiny: SteerableModel,
     assert set(recorded) <= set(measured)
     for name, value in recorded.items():
         assert measured[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+
+
+def test_the_python_api_checks_everything_before_writing(tiny: SteerableModel, tmp_path: Path) -> None:
+    """run_search itself (not only the CLI) refuses a storage it cannot open before the folder exists."""
+    from search.study import StorageError
+
+    out = tmp_path / "never"
+    with pytest.raises(StorageError, match="cannot be opened") as err:
+        run_search(_cfg(tmp_path), out=out, model=tiny, storage="postgresql://u:secret@127.0.0.1:1/x", progress=False)
+    assert "secret" not in str(err.value) and not out.exists()

@@ -15,12 +15,12 @@ import torch
 
 from search.analysis.analyze import run_analysis
 from search.analysis.compare import Comparison, run_compare
-from search.cli.checks import check_config_files, check_storage, check_writable
 from search.cli.demo import run_demo
 from search.cli.display import side_by_side
 from search.cli.errors import UserError
 from search.config import ExperimentConfig, find_config, load_config
 from search.outputs import RUN_RECORD
+from search.preflight import preflight
 from search.report import write_report
 from search.report.tables import comparison_table, distill_table, length_table
 from search.run import run_search
@@ -40,9 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     out = Path(args.out) if args.out else Path("runs") / cfg.name
-    check_config_files(cfg)
-    check_writable(out, "--out", folder=True)
-    check_storage(args.storage or cfg.study.storage, out, cfg)
+    preflight(cfg, out, args.storage or cfg.study.storage, what="--out")  # before extra workers start
     extra = []
     if args.workers > 1:
         argv = [sys.executable, "-m", "search.cli", "run", str(config), "--out", str(out), "--no-progress"]
