@@ -114,15 +114,22 @@ RUN_RECORD = "run.json"
 
 def recorded_storage(out: Path) -> str | None:
     """The storage URL (password removed) a run folder records, or None for its own ``study.db``."""
-    path = out / RUN_RECORD
-    return json.loads(path.read_text(encoding="utf-8")).get("storage") if path.exists() else None
+    return run_record(out).get("storage")
 
 
-def write_run_start(cfg: ExperimentConfig, out: Path, storage: str | None) -> None:
-    """What a run folder holds from its first moment: the config, the environment, and where the study is."""
+def write_run_start(cfg: ExperimentConfig, out: Path, storage: str | None, target: int | None = None) -> None:
+    """What a run folder holds from its first moment: the config, the environment, where the study is, and
+    the number of finished trials the latest ``run`` aims for (``target``)."""
     write_text(out / "config.yaml", config_yaml(cfg))
     write_text(out / "env.json", json.dumps(env_info(cfg), indent=2))
-    write_text(out / RUN_RECORD, json.dumps({"study_name": cfg.name, "storage": redact(storage)}, indent=2))
+    record = {"study_name": cfg.name, "storage": redact(storage), "target": target or cfg.study.n_trials}
+    write_text(out / RUN_RECORD, json.dumps(record, indent=2))
+
+
+def run_record(out: Path) -> dict[str, Any]:
+    """What ``run.json`` holds (empty for a folder that has none, e.g. an ``analyze``-only folder)."""
+    path = out / RUN_RECORD
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def _plain(x: Any) -> Any:

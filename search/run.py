@@ -90,7 +90,7 @@ def run_search(
         raise ConfigError(
             f"space.layer.high {cfg.space.layer.high} is out of range: model has layers 0..{model.n_layers - 1}"
         )
-    write_run_start(cfg, out, url)
+    write_run_start(cfg, out, url, n_trials)
     winners = adversarial_winners(cfg, data, model, out)
     pool = full_pool(cfg, [Pair(*w.pair, "adversarial") for w in winners])
     scorers = scorers or Scorers.build(cfg, metrics, data)

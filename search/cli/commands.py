@@ -9,14 +9,16 @@ import json
 import subprocess
 import sys
 import typing
+from datetime import datetime
 from pathlib import Path
 
 import torch
 
 from search.analysis.analyze import run_analysis
 from search.analysis.compare import Comparison, run_compare
+from search.analysis.evaluation import SHOWN_METRICS
 from search.cli.demo import run_demo
-from search.cli.display import side_by_side
+from search.cli.display import side_by_side, summary
 from search.cli.errors import UserError
 from search.config import ExperimentConfig, find_config, load_config
 from search.outputs import RUN_RECORD
@@ -24,8 +26,11 @@ from search.preflight import preflight
 from search.report import write_report
 from search.report.tables import comparison_table, distill_table, length_table
 from search.run import run_search
-from search.session import load_run_study
-from steering import Addition, MaskMode, Positions, SteeringVector, generate, load_model
+from search.runinfo import describe_states, find_runs, is_run_folder, summarize
+from search.session import load_data, load_run_study, vector_cache
+from search.space import Candidate
+from steering import Addition, MaskMode, Positions, Steering, SteeringVector, generate, load_model
+from steering.model import SteerableModel
 
 DEFAULT_PROMPT = "I went up to my friend and said"
 
@@ -72,13 +77,68 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    cfg = load_config(find_config(args.config))
-    run_dir = Path(args.run)
+    if args.run is None:  # `compare RUN`: the run folder knows its config
+        run_dir = Path(args.target)
+        if not is_run_folder(run_dir):
+            raise UserError(
+                f"{args.target} is not a run folder (no config.yaml and run.json); or give CONFIG --run DIR"
+            )
+        cfg = load_config(run_dir / "config.yaml")
+    else:  # `compare CONFIG --run DIR`: another comparison set on the same run
+        cfg, run_dir = load_config(find_config(args.target)), Path(args.run)
     comparison = run_compare(cfg, run_dir)
     write_report(run_dir, load_run_study(cfg, run_dir), [t.metric for t in cfg.objective.terms])
     print(comparison_table(comparison))
     print(f"\nwrote {run_dir / Comparison.FILE}")
     return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    root = Path(args.dir)
+    folders = find_runs(root)
+    if not folders:
+        print(f"no run folders in {root}")
+        return 0
+    head = "| run | model | done / target | trials by state | best | started | last update | storage |"
+    print(head + "\n" + "|---" * 8 + "|")
+    for folder in folders:
+        try:
+            r = summarize(folder)
+        except (ValueError, OSError) as err:  # one unreadable folder does not hide the others
+            print(f"| {folder.name} | – | – | unreadable: {' '.join(str(err).split())} | – | – | – | – |")
+            continue
+        best = f"{r.best.value:.4f} (trial {r.best.number})" if r.best else "–"
+        print(
+            f"| {_run_name(folder, r.name)} | {r.model} | {r.done} / {r.target} | {describe_states(r.states)} | "
+            f"{best} | {_when(r.started)} | {_when(r.updated)} | {r.storage} |"
+        )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run)
+    if not is_run_folder(run_dir):
+        raise UserError(f"{args.run} is not a run folder (no config.yaml and run.json)")
+    r = summarize(run_dir, storage=args.storage)
+    print(f"{r.name}: {r.done} of {r.target} trials finished ({describe_states(r.states)}); storage {r.storage}")
+    print(f"model {r.model}; started {_when(r.started)}, last update {_when(r.updated)}")
+    for number, worker, seconds in r.running:
+        print(f"  running: trial {number} on {worker} for {seconds:.0f} s")
+    if r.best is None:
+        print("best: no completed trial yet")
+        return 0
+    print(f"best: trial {r.best.number}, objective {r.best.value:.4f}: {r.best.label}")
+    shown = [m for m in SHOWN_METRICS if m in r.best.metrics]
+    print("  " + ", ".join(f"{m} {r.best.metrics[m]:.3f}" for m in shown))
+    return 0
+
+
+def _run_name(folder: Path, study: str) -> str:
+    return folder.name if folder.name == study else f"{folder.name} ({study})"
+
+
+def _when(t: datetime | None) -> str:
+    return t.strftime("%Y-%m-%d %H:%M") if t is not None else "–"
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -110,48 +170,104 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_reference(spec: str) -> tuple[Path, int | None] | None:
+    """``RUN`` or ``RUN:TRIAL`` when ``spec`` names a run folder (else None: a vector file)."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail.isdigit() and is_run_folder(Path(head)):
+        return Path(head), int(tail)
+    return (Path(spec), None) if is_run_folder(Path(spec)) else None
+
+
+def _trial_steering(run_dir: Path, number: int | None, model: SteerableModel) -> tuple[Steering, dict[str, object]]:
+    """A run's trial (default: the best) as the steering it was scored with, and what to show about it."""
+    cfg = load_config(run_dir / "config.yaml")
+    if number is None:
+        best = json.loads((run_dir / "best.json").read_text()) if (run_dir / "best.json").exists() else {}
+        if best.get("number") is None:
+            raise UserError(f"--vector {run_dir}: no best trial yet (best.json); name one as {run_dir}:TRIAL")
+        number = int(best["number"])
+    trials = load_run_study(cfg, run_dir).get_trials(deepcopy=False)
+    if not 0 <= number < len(trials) or "candidate" not in trials[number].user_attrs:
+        raise UserError(f"--vector {run_dir}:{number}: the run has no trial {number} with a candidate")
+    cand = Candidate.from_record(trials[number].user_attrs["candidate"])
+    for choice in cand.additions:
+        model.check_layer(choice.layer)
+    steering = cand.steering(model, vector_cache(cfg, load_data(cfg), run_dir))  # fitted vectors from the run
+    return steering, {"run": str(run_dir), "trial": number, "candidate": cand.describe()}
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
-    cfg = load_config(find_config(args.config, "--config")) if args.config else ExperimentConfig()
     if not args.prompt.strip():
         raise UserError("--prompt is empty")
+    ref = _run_reference(args.vector) if args.vector is not None else None
+    if ref is not None and args.config is None:
+        cfg = load_config(ref[0] / "config.yaml")  # the run's model and generation settings
+    else:
+        cfg = load_config(find_config(args.config, "--config")) if args.config else ExperimentConfig()
     saved: SteeringVector | None = None
-    if args.vector is not None:  # its layer is its own; checked against the model once it is loaded
+    if ref is not None:
+        given = [
+            f for f, v in (("--layer", args.layer), ("--coeff", args.coeff), ("--frac", args.frac)) if v is not None
+        ]
+        if given or args.mask is not None or args.positions is not None:
+            raise UserError(
+                f"{(given or ['--mask/--positions'])[0]} is not allowed with a run's trial: it is applied as found"
+            )
+    elif args.vector is not None:  # its layer is its own; checked against the model once it is loaded
         if args.layer is not None:
             raise UserError("--layer is not allowed with --vector: the vector's own layer is used")
         saved = SteeringVector.load(args.vector)
     elif args.layer is None or args.coeff is None:
         raise UserError(f"{'--layer' if args.layer is None else '--coeff'} is required with --pair")
-    coeff = args.coeff if args.coeff is not None else 1.0
-    positions = Positions.parse(args.positions)
-    overrides = {k: v for k, v in (("n", args.n), ("seed", args.seed)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("n", args.n),
+            ("seed", args.seed),
+            ("max_new_tokens", args.max_new_tokens),
+            ("temperature", args.temperature),
+            ("top_p", args.top_p),
+        )
+        if v is not None
+    }
     gen_cfg = dataclasses.replace(cfg.generation, **overrides)
     model = load_model(cfg.model.source, device=cfg.model.device, dtype=getattr(torch, cfg.model.dtype))
-    layer = saved.layer if saved is not None else typing.cast(int, args.layer)  # checked above
-    what = f"--vector {args.vector}: layer" if saved is not None else "--layer"
-    if not 0 <= layer < model.n_layers:
-        raise UserError(f"{what} {layer} is out of range: {model.name} has layers 0..{model.n_layers - 1}")
-    if saved is not None and saved.d_model != model.d_model:
-        raise UserError(f"--vector {args.vector}: d_model {saved.d_model}, but {model.name} has {model.d_model}")
-    vec = saved if saved is not None else SteeringVector.from_pair(model, args.pair[0], args.pair[1], layer)
-    add = Addition(vec, coeff, positions, args.frac, MaskMode(args.mask))
+    if ref is not None:
+        steering, shown = _trial_steering(ref[0], ref[1], model)
+    else:
+        coeff = args.coeff if args.coeff is not None else 1.0
+        frac, mask = args.frac if args.frac is not None else 1.0, args.mask or "first"
+        positions = Positions.parse(args.positions or "front")
+        layer = saved.layer if saved is not None else typing.cast(int, args.layer)  # checked above
+        what = f"--vector {args.vector}: layer" if saved is not None else "--layer"
+        if not 0 <= layer < model.n_layers:
+            raise UserError(f"{what} {layer} is out of range: {model.name} has layers 0..{model.n_layers - 1}")
+        if saved is not None and saved.d_model != model.d_model:
+            raise UserError(f"--vector {args.vector}: d_model {saved.d_model}, but {model.name} has {model.d_model}")
+        vec = saved if saved is not None else SteeringVector.from_pair(model, args.pair[0], args.pair[1], layer)
+        add = Addition(vec, coeff, positions, frac, MaskMode(mask))
+        steering = [add]
+        shown = {
+            "pair": list(args.pair) if saved is None else _saved_pair(saved),
+            **({"vector": args.vector} if saved is not None else {}),
+            "layer": layer,
+            "coeff": coeff,
+            "frac": frac,
+            "mask": mask,
+            "positions": str(add.positions),
+        }
     unsteered = generate(model, [args.prompt], [], gen_cfg)[0]
-    steered = generate(model, [args.prompt], [add], gen_cfg)[0]
-    settings = {
-        "model": model.name,
-        "prompt": args.prompt,
-        "pair": list(args.pair) if saved is None else _saved_pair(saved),
-        **({"vector": args.vector} if saved is not None else {}),
-        "layer": layer,
-        "coeff": coeff,
-        "frac": args.frac,
-        "mask": args.mask,
-        "positions": str(add.positions),
-        **dataclasses.asdict(gen_cfg),
-    }
+    steered = generate(model, [args.prompt], steering, gen_cfg)[0]
+    settings = {"model": model.name, "prompt": args.prompt, **shown, **dataclasses.asdict(gen_cfg)}
     if args.json:
         print(json.dumps({"unsteered": unsteered, "steered": steered, "settings": settings}, indent=2))
     else:
-        print(side_by_side(args.prompt, unsteered, steered, settings))
+        heading = (
+            f"model {model.name}  run {shown['run']} trial {shown['trial']}: {shown['candidate']}  seed {gen_cfg.seed}"
+            if ref is not None
+            else summary(settings)
+        )
+        print(side_by_side(args.prompt, unsteered, steered, heading))
     return 0
 
 

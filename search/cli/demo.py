@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from objectives.gold import load_gold_set, load_split
 from objectives.keywords import KeywordRate
-from search.cli.display import side_by_side
+from search.cli.display import side_by_side, summary
 from search.config import shipped_file
 from steering import Addition, GenerationConfig, SteeringVector, generate_candidates, load_model
 from steering.model import SteerableModel
@@ -111,6 +111,6 @@ def run_demo(settings: DemoSettings = DemoSettings(), *, as_json: bool = False) 
         "positions": "front",
         "seed": settings.generation.seed,
     }
-    print(side_by_side(prompts[0], effect.unsteered[:show], effect.steered[:show], info))
+    print(side_by_side(prompts[0], effect.unsteered[:show], effect.steered[:show], summary(info)))
     print(f"done in {seconds:.0f} s")
     return effect

@@ -7,13 +7,21 @@ import textwrap
 from collections.abc import Mapping
 
 
-def side_by_side(prompt: str, left: list[str], right: list[str], settings: Mapping[str, object]) -> str:
-    """Two wrapped columns, unsteered | steered, numbered, under a one-line summary of the settings."""
+def summary(settings: Mapping[str, object]) -> str:
+    """The one-line summary of a pair's (or a saved vector's) settings."""
+    pair = " / ".join(repr(p) for p in settings.get("pair") or [])  # type: ignore[attr-defined]
+    what = f"pair {pair}" if pair else f"vector {settings.get('vector')}"
+    return (
+        f"model {settings['model']}  {what}  layer {settings['layer']}  coeff {settings['coeff']}  "
+        f"frac {settings['frac']}  positions {settings['positions']}  seed {settings['seed']}"
+    )
+
+
+def side_by_side(prompt: str, left: list[str], right: list[str], heading: str) -> str:
+    """Two wrapped columns, unsteered | steered, numbered, under a one-line ``heading``."""
     width = max(30, (shutil.get_terminal_size((120, 20)).columns - 7) // 2)
-    pair = " / ".join(repr(p) for p in settings["pair"])  # type: ignore[attr-defined]
     head = [
-        f"model {settings['model']}  pair {pair}  layer {settings['layer']}  coeff {settings['coeff']}  "
-        f"frac {settings['frac']}  positions {settings['positions']}  seed {settings['seed']}",
+        heading,
         f"prompt: {prompt!r}",
         "",
         f"    {'UNSTEERED':<{width}} | STEERED",

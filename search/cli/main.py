@@ -8,10 +8,12 @@ problem and exit with code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 import typing
 from collections.abc import Sequence
+from importlib import metadata
 
 import optuna
 from transformers.utils import logging as hf_logging
@@ -36,6 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+def _version() -> str:
+    try:
+        return metadata.version("steersearch")
+    except metadata.PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown"
+
+
 def _quiet_third_party(*, verbose: bool) -> None:
 
     hf_logging.disable_progress_bar()
@@ -53,29 +62,39 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="steersearch", description="Automated search for steering vectors.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"steersearch {_version()}")
+    # Global flags are accepted after the subcommand too; SUPPRESS keeps a subcommand from resetting them.
+    common = _Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add = functools.partial(sub.add_parser, parents=[common])
 
-    gen = sub.add_parser("generate", help="print unsteered and steered completions side by side")
+    gen = add("generate", help="print unsteered and steered completions side by side")
     gen.add_argument("--config", help="experiment YAML or shipped config name; default: embedded model")
     what = gen.add_mutually_exclusive_group(required=True)
     what.add_argument("--pair", nargs=2, metavar=("A", "B"), help="prompt pair; B may be ''")
     what.add_argument(
-        "--vector", help="a saved steering vector (PATH.safetensors + PATH.json, as runs/<name>/vectors/ hold)"
+        "--vector",
+        help="a saved steering vector (PATH.safetensors + .json, as runs/<name>/vectors/ hold), or a run's trial "
+        "as found: RUN (its best) or RUN:TRIAL",
     )
     gen.add_argument("--layer", type=int, help="residual stream layer (input of block L); with --pair only")
     gen.add_argument("--coeff", type=float, help="coefficient on the vector (required with --pair; --vector: 1)")
-    gen.add_argument("--frac", type=float, default=1.0, help="fraction of residual dimensions (default 1)")
-    gen.add_argument("--mask", choices=[m.value for m in MaskMode], default="first", help="which dims frac keeps")
-    gen.add_argument("--positions", default="front", help="front (ActAdd), all, or from:K")
+    gen.add_argument("--frac", type=float, help="fraction of residual dimensions (default 1)")
+    gen.add_argument("--mask", choices=[m.value for m in MaskMode], help="which dims frac keeps (default first)")
+    gen.add_argument("--positions", help="front (ActAdd, default), all, or from:K")
     gen.add_argument("--n", type=int, help="completions of each kind (default: config's generation.n)")
     gen.add_argument("--seed", type=int, help="sampling seed (default: config's generation.seed)")
+    gen.add_argument("--max-new-tokens", type=int, help="tokens per completion (default: config's)")
+    gen.add_argument("--temperature", type=float, help="sampling temperature; 0 is greedy (default: config's)")
+    gen.add_argument("--top-p", type=float, help="nucleus sampling mass (default: config's)")
     gen.add_argument(
         "--prompt", default=commands.DEFAULT_PROMPT, help=f"prompt to continue (default {commands.DEFAULT_PROMPT!r})"
     )
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     gen.set_defaults(func=commands.cmd_generate)
 
-    run = sub.add_parser("run", help="run (or resume) the search a config describes")
+    run = add("run", help="run (or resume) the search a config describes")
     run.add_argument("config", help="experiment YAML, or a shipped config's name (quickstart, ...)")
     run.add_argument("--n-trials", type=int, help="finished trials the study should reach (default: config)")
     run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
@@ -85,22 +104,31 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar (used by extra workers)")
     run.set_defaults(func=commands.cmd_run)
 
-    cmp = sub.add_parser("compare", help="held-out comparison of the best found with baselines (CIs)")
-    cmp.add_argument("config", help="experiment YAML or shipped config name (the one the run used)")
-    cmp.add_argument("--run", required=True, help="run folder (holds best.json)")
+    cmp = add("compare", help="held-out comparison of the best found with baselines (CIs)")
+    cmp.add_argument("target", metavar="RUN|CONFIG", help="a run folder (uses its config.yaml), or a config with --run")
+    cmp.add_argument("--run", help="the run folder, when the first argument is another config to compare with")
     cmp.set_defaults(func=commands.cmd_compare)
 
-    rep = sub.add_parser("report", help="rebuild report.md and report.html of a run from storage and files")
+    rep = add("report", help="rebuild report.md and report.html of a run from storage and files")
     rep.add_argument("run", help="run folder (holds config.yaml)")
     rep.add_argument("--storage", help="Optuna storage URL, if the run did not use the default")
     rep.set_defaults(func=commands.cmd_report)
 
-    ana = sub.add_parser("analyze", help="distillation into short pairs and length vs strength (held-out)")
+    ana = add("analyze", help="distillation into short pairs and length vs strength (held-out)")
     ana.add_argument("config", help="experiment YAML (or shipped config name) with a distill and/or length section")
     ana.add_argument("--out", help="run folder (default: runs/<name>)")
     ana.set_defaults(func=commands.cmd_analyze)
 
-    demo = sub.add_parser("demo", help="offline demonstration on the embedded model (what `make demo` runs)")
+    runs = add("runs", help="list run folders: progress, best value, started, last update, storage")
+    runs.add_argument("dir", nargs="?", default="runs", help="a folder of run folders, or one run (default runs/)")
+    runs.set_defaults(func=commands.cmd_runs)
+
+    status = add("status", help="live progress of a run's study (works while workers are running)")
+    status.add_argument("run", help="run folder")
+    status.add_argument("--storage", help="storage URL with a password the run folder does not keep")
+    status.set_defaults(func=commands.cmd_status)
+
+    demo = add("demo", help="offline demonstration on the embedded model (what `make demo` runs)")
     demo.add_argument("--json", action="store_true", help="print the measured rates as JSON")
     demo.set_defaults(func=commands.cmd_demo)
     return parser
