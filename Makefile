@@ -26,7 +26,7 @@ demo: $(STAMP)
 	@echo "report: runs/quickstart/report.html (and report.md)"
 
 test: $(STAMP)
-	tests/with_postgres.sh $(BIN)/python -m pytest -q
+	tests/with_chromium.sh tests/with_postgres.sh $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check steering objectives search tests bench

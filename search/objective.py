@@ -5,6 +5,11 @@ Rungs are cumulative samples per prompt (e.g. ``(2, 8)``). Each rung generates o
 single full call would give. After each rung but the last, the value is reported and the pruner may stop
 the trial. Model-based metrics (perplexity ratio, KL, gold log-likelihood) do not depend on samples and
 are measured once.
+
+Each trial stores its raw metrics twice: as one ``metrics`` dict (what the run folder and the report read)
+and as one numeric user attribute per metric, ``metric_<name>`` (``metric_kl``, ``metric_ppl_ratio``,
+``metric_bertscore_f1``...), so that optuna-dashboard can sort and filter trials by each; ``label`` is the
+candidate's readable description. The study's objective names come from ``SteeringObjective.metric_names``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from steering.atomic import atomic_write_text
 from steering.model import SteerableModel
 
 logger = logging.getLogger(__name__)
+
+METRIC_ATTR_PREFIX = "metric_"
+"""Each raw metric is also a numeric user attribute ``metric_<name>`` (the same names as trials.csv's columns)."""
 
 
 class CompletionSink:
@@ -72,9 +80,31 @@ class SteeringObjective:
         self.sink = sink
         self.multi = len(objective.directions) > 1
 
+    @staticmethod
+    def metric_names(objective: Objective) -> list[str]:
+        """Names for the study's values (``Study.set_metric_names``): each term's metric for a multi-objective
+        study; for a scalar one, its weighted sum of terms, less the constraints' penalties if it has any
+        (``bertscore_f1 - penalty(ppl_ratio<=1.2)``)."""
+        spec = objective.spec
+        if spec.kind == "multi":
+            return [t.metric for t in spec.terms]
+        name = ""
+        for t in spec.terms:
+            term = t.metric if abs(t.weight) == 1 else f"{abs(t.weight):g}*{t.metric}"
+            sign = "-" if t.weight < 0 else "+"
+            name = f"{name} {sign} {term}" if name else (f"-{term}" if t.weight < 0 else term)
+        bounds = [
+            f"{c.metric}{op}{bound:g}"
+            for c in spec.constraints
+            for op, bound in ((">=", c.min), ("<=", c.max))
+            if bound is not None
+        ]
+        return [f"{name} - penalty({', '.join(bounds)})" if bounds else name]
+
     def __call__(self, trial: optuna.trial.BaseTrial) -> float | tuple[float, ...]:
         cand = suggest(trial, self.space, self.pool)
         trial.set_user_attr("candidate", cand.record())
+        trial.set_user_attr("label", cand.describe())
         try:
             return self._run(trial, cand)
         except optuna.TrialPruned:
@@ -89,6 +119,7 @@ class SteeringObjective:
         texts: list[list[str]] = [[] for _ in self.prompts]
         done = 0
         value: float | tuple[float, ...] = math.nan
+        stored: dict[str, float] = {}  # per-metric attributes already written (model metrics do not change)
         for rung, total in enumerate(self.fidelity.rungs):
             cfg = dataclasses.replace(self.generation, n=total - done, first_sample=done)
             for row, new in zip(texts, generate(self.model, self.prompts, steering, cfg), strict=True):
@@ -100,6 +131,10 @@ class SteeringObjective:
             if not all(math.isfinite(v) for v in values):
                 raise ValueError(f"objective is not finite: {value} (metrics {raw})")
             trial.set_user_attr("metrics", raw)
+            for name, v in raw.items():
+                if stored.get(name) != float(v):
+                    stored[name] = float(v)
+                    trial.set_user_attr(METRIC_ATTR_PREFIX + name, float(v))
             trial.set_user_attr("samples_per_prompt", done)
             if not self.multi and rung < len(self.fidelity.rungs) - 1:
                 trial.report(float(values[0]), step=total)

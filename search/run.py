@@ -110,6 +110,7 @@ def run_search(
         make_sampler=lambda seed: make_sampler(cfg.study, cfg.space, pool, len(objective.directions), seed=seed),
         pruner=make_pruner(cfg.study, len(objective.directions)),
         setup=enqueue_once,
+        metric_names=SteeringObjective.metric_names(objective),
     )
     target = n_trials if n_trials is not None else cfg.study.n_trials
     done = n_finished(study)

@@ -202,10 +202,12 @@ def open_study(
     make_sampler: Callable[[int], optuna.samplers.BaseSampler],
     pruner: optuna.pruners.BasePruner,
     setup: Callable[[optuna.Study], None] = lambda study: None,
+    metric_names: Sequence[str] = (),
 ) -> tuple[optuna.Study, str]:
     """Create the study, or load it if it exists; returns it and this worker's identity.
 
-    The worker that creates the study is ``workers.CREATOR`` (sampler seeded with the study seed) and runs
+    The worker that creates the study is ``workers.CREATOR`` (sampler seeded with the study seed), names its
+    values ``metric_names`` (one per direction; shown by optuna-dashboard and Optuna's plots) and runs
     ``setup`` (enqueueing baselines) once; any other worker is ``host:pid`` with a seed of its own. Local
     storages are created under a file lock so that workers started in the same instant never race on
     creating the schema; remote ones retry a few times."""
@@ -240,6 +242,10 @@ def open_study(
                             f"{[d.name.lower() for d in study.directions]}, the config {list(directions)}"
                         ) from None
                     return study, identity
+                if metric_names:
+                    with warnings.catch_warnings():  # "experimental" since Optuna 3.2, but long-standing
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        study.set_metric_names(list(metric_names))
                 setup(study)
                 return study, CREATOR
         except StorageError:

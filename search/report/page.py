@@ -1,18 +1,24 @@
 """``report.md`` and ``report.html`` for a run folder, rebuilt from the study storage and the folder's files.
 
-Figures are PNGs in ``figures/``, embedded in the HTML, so the HTML file stands alone.
+Figures are PNGs in ``figures/``, embedded in the HTML, so the HTML file stands alone. Beside it,
+``interactive.html`` holds Optuna's plotly figures (``search.report.interactive``); both pages link to it.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
 import optuna
 
 from search.outputs import write_text
+from search.report.interactive import INTERACTIVE, write_interactive
 from search.report.sections import ANALYSIS_SECTIONS, study_sections
+
+LINK = re.compile(r"\[([^\]]+)\]\(([\w.-]+\.html)\)")
+"""A markdown link to a page in the run folder (``[interactive.html](interactive.html)``) inside a paragraph."""
 
 
 def build_report(run_dir: Path, study: optuna.Study | None, term_names: list[str]) -> tuple[str, str]:
@@ -21,6 +27,8 @@ def build_report(run_dir: Path, study: optuna.Study | None, term_names: list[str
     figs_dir = run_dir / "figures"
     figs_dir.mkdir(parents=True, exist_ok=True)
     md: list[str] = [f"# steersearch report: {study.study_name if study is not None else run_dir.name}", ""]
+    if study is not None and (run_dir / INTERACTIVE).exists():
+        md += [f"Interactive figures (zoom, hover; work offline): [{INTERACTIVE}]({INTERACTIVE})", ""]
     if study is not None:
         md += study_sections(run_dir, study, term_names, figs_dir)
     for section in ANALYSIS_SECTIONS:
@@ -59,7 +67,7 @@ def _html(markdown: str, figs_dir: Path) -> str:
         elif line.startswith("- "):
             out.append(f"<li>{html.escape(line[2:])}</li>")
         elif line.strip():
-            text = html.escape(line)
+            text = LINK.sub(r'<a href="\2">\1</a>', html.escape(line))
             while "**" in text:
                 text = text.replace("**", "<b>", 1).replace("**", "</b>", 1)
             out.append(f"<p>{text}</p>")
@@ -74,7 +82,10 @@ def _html(markdown: str, figs_dir: Path) -> str:
 
 
 def write_report(run_dir: Path, study: optuna.Study | None, term_names: list[str]) -> Path:
-    """Write ``report.md`` and ``report.html`` into ``run_dir``; returns the HTML's path."""
+    """Write ``report.md``, ``report.html`` and (with a study) ``interactive.html`` into ``run_dir``; returns
+    the static HTML's path."""
+    if study is not None:
+        write_interactive(run_dir, study, term_names)
     markdown, page = build_report(run_dir, study, term_names)
     write_text(run_dir / "report.md", markdown)
     write_text(run_dir / "report.html", page)
