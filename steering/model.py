@@ -160,6 +160,10 @@ def load_model(
         if tokenizer is None:
             raise ModelLoadError("an in-memory hf_model needs its tokenizer too")
         name = str(source) if source is not None else "in-memory"
+        if not getattr(hf_model.config, "architectures", None):
+            # A model built from a config in memory has no `architectures` (HF records it on save). The
+            # bridge picks its adapter from it, else from a model_type table that lacks e.g. gemma3_text.
+            hf_model.config.architectures = [type(hf_model).__name__]
         hf_model.to(device=device, dtype=dtype)  # type: ignore[call-arg]  # HF types .to oddly; in place
         return _from_hf(hf_model, tokenizer, name)
     named = CATALOG.get(str(source)) if source is not None else None
