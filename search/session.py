@@ -75,9 +75,10 @@ def full_pool(cfg: ExperimentConfig, extra: Sequence[Pair] = ()) -> list[Pair]:
     """Baseline pairs, then the config's pairs, then ``extra`` (adversarial winners); no duplicates."""
     if cfg.pairs is None:
         raise ConfigError("pairs: required for `run` (hand_written pairs, or templates with words)")
-    pool = [Pair(b.pair[0], b.pair[1], "hand-written") for b in cfg.baselines]
-    labels = {p.label for p in pool}
-    for p in [*pair_pool(cfg.pairs), *extra]:
+    baselines = [Pair(b.pair[0], b.pair[1], "hand-written") for b in cfg.baselines]
+    pool: list[Pair] = []
+    labels: set[str] = set()
+    for p in [*baselines, *pair_pool(cfg.pairs), *extra]:  # a pair two baselines share is in the pool once
         if p.label not in labels:
             labels.add(p.label)
             pool.append(p)

@@ -17,7 +17,7 @@ import torch
 from search.analysis.analyze import run_analysis
 from search.analysis.compare import Comparison, run_compare
 from search.analysis.evaluation import SHOWN_METRICS
-from search.cli.demo import run_demo
+from search.cli.demo import DEMOS, run_demo
 from search.cli.display import side_by_side, summary
 from search.cli.errors import UserError
 from search.config import ExperimentConfig, find_config, load_config
@@ -166,7 +166,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    run_demo(as_json=args.json)
+    run_demo(DEMOS[args.model], as_json=args.json)
     return 0
 
 

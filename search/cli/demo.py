@@ -22,14 +22,22 @@ CONFIGS = shipped_file()  # the shipped configs/ folder (the repository's, or th
 
 @dataclass(frozen=True)
 class DemoSettings:
-    # ActAdd's single-word pair at a middle layer (the embedded model's tokenizer has " weddings" as one
-    # token; see its model card for the layer x coefficient table).
+    # ActAdd's single-word pair at a layer where it steers the model (see the model cards in the README: on
+    # tiny-topics layer 1, coeff 16; on SmolLM2-135M layer 15, coeff 4).
+    model: str | None = None  # None: the embedded tiny-topics model
     pair: tuple[str, str] = (" weddings", "")
     layer: int = 1
     coeff: float = 16.0
     generation: GenerationConfig = GenerationConfig(
         max_new_tokens=40, n=8, temperature=1.0, top_p=0.3, freq_penalty=1.0, seed=0
     )
+
+
+DEMOS = {
+    "tiny": DemoSettings(),
+    "smollm2-135m": DemoSettings(model="smollm2-135m", layer=15, coeff=4.0),
+}
+"""``steersearch demo --model NAME``: the setting shown for each model."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ def measure_effect(
 
 def run_demo(settings: DemoSettings = DemoSettings(), *, as_json: bool = False) -> SteeringEffect:
     t0 = time.perf_counter()
-    model = load_model()
+    model = load_model(settings.model)
     prompts = load_split(shipped_file("gold/prompts.yaml")).search
     keywords = load_gold_set(shipped_file("gold/weddings.yaml")).keywords  # ActAdd's wedding words
     effect = measure_effect(model, settings, prompts, keywords)
@@ -78,6 +86,7 @@ def run_demo(settings: DemoSettings = DemoSettings(), *, as_json: bool = False) 
                     "unsteered_rate": effect.unsteered_rate,
                     "steered_rate": effect.steered_rate,
                     "n": effect.n,
+                    "model": settings.model or "tiny-topics",
                     "pair": settings.pair,
                     "layer": settings.layer,
                     "coeff": settings.coeff,
@@ -87,7 +96,8 @@ def run_demo(settings: DemoSettings = DemoSettings(), *, as_json: bool = False) 
         )
         return effect
     a, b = settings.pair
-    print("steersearch demo: ActAdd on the embedded tiny-topics model (offline)")
+    where = "the embedded tiny-topics model" if settings.model is None else f"{settings.model} (a real model)"
+    print(f"steersearch demo: ActAdd on {where}, offline")
     print(f"pair {a!r} / {b!r}, layer {settings.layer}, coeff {settings.coeff}, front positions")
     print(
         f"wedding-word rate over n={effect.n} completions ({len(prompts)} neutral prompts x "

@@ -19,6 +19,7 @@ import optuna
 from transformers.utils import logging as hf_logging
 
 from search.cli import commands
+from search.cli.demo import DEMOS
 from search.cli.errors import EXIT_USAGE, UserError
 from search.config import ConfigError
 from steering import MaskMode
@@ -128,7 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--storage", help="storage URL with a password the run folder does not keep")
     status.set_defaults(func=commands.cmd_status)
 
-    demo = add("demo", help="offline demonstration on the embedded model (what `make demo` runs)")
+    demo = add("demo", help="offline demonstration: steered vs unsteered on the same prompts and seeds")
     demo.add_argument("--json", action="store_true", help="print the measured rates as JSON")
+    demo.add_argument("--model", choices=sorted(DEMOS), default="tiny", help="tiny (embedded, fast) or a real model")
     demo.set_defaults(func=commands.cmd_demo)
     return parser
