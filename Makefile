@@ -20,13 +20,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# The demonstration (steered vs unsteered), then the quickstart search and its held-out comparison.
-# Rerunning resumes the study in runs/quickstart (no new trials once it has its 24).
+# The demonstration on a real model (SmolLM2-135M, converted once from its wheel), then the search on it and its
+# held-out comparison. Rerunning resumes the study in runs/smollm2-weddings (no new trials once it has its 24).
+# The embedded tiny-topics path: steersearch demo; steersearch run configs/quickstart.yaml.
 demo: $(STAMP)
-	$(BIN)/steersearch demo
-	$(BIN)/steersearch run configs/quickstart.yaml
-	$(BIN)/steersearch compare configs/quickstart.yaml --run runs/quickstart
-	@echo "report: runs/quickstart/report.html (and report.md)"
+	$(BIN)/steersearch demo --model smollm2-135m
+	$(BIN)/steersearch run configs/smollm2-weddings.yaml
+	$(BIN)/steersearch compare runs/smollm2-weddings
+	@echo "report: runs/smollm2-weddings/report.html (and report.md, interactive.html)"
 
 test: $(STAMP)
 	tests/with_chromium.sh tests/with_postgres.sh $(BIN)/python -m pytest -q
