@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from search.cli import main
 from steering import SteeringVector, load_model
 from steering.model import SteerableModel
+from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -20,17 +20,8 @@ def tiny_config(tiny: SteerableModel, tmp_path_factory: pytest.TempPathFactory) 
     return cfg
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_json_output(tiny_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys,
         "generate",
         "--config",
@@ -53,7 +44,7 @@ def test_json_output(tiny_config: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_table_output(tiny_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         capsys,
         "generate",
         "--config",
@@ -86,7 +77,7 @@ def test_bad_input_is_one_line_exit_2(
     tiny_config: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
 ) -> None:
     base = ["generate", "--config", str(tiny_config), "--pair", "a", "b", "--layer", "0", "--coeff", "1"]
-    code, out, err = _run(capsys, *base, *argv)
+    code, out, err = run_cli(capsys, *base, *argv)
     assert code == 2
     assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
@@ -94,19 +85,19 @@ def test_bad_input_is_one_line_exit_2(
 def test_unknown_model_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"model:\n  source: {tmp_path / 'missing-model'}\n")
-    code, _, err = _run(capsys, "generate", "--config", str(cfg), "--pair", "a", "b", "--layer", "0", "--coeff", "1")
+    code, _, err = run_cli(capsys, "generate", "--config", str(cfg), "--pair", "a", "b", "--layer", "0", "--coeff", "1")
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bad_config_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("generation:\n  top_p: high\n")
-    code, _, err = _run(capsys, "generate", "--config", str(cfg), "--pair", "a", "b", "--layer", "0", "--coeff", "1")
+    code, _, err = run_cli(capsys, "generate", "--config", str(cfg), "--pair", "a", "b", "--layer", "0", "--coeff", "1")
     assert code == 2 and "generation.top_p" in err
 
 
 def test_argparse_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(capsys, "generate", "--pair", "a", "b", "--layer", "x", "--coeff", "1")
+    code, _, err = run_cli(capsys, "generate", "--pair", "a", "b", "--layer", "x", "--coeff", "1")
     assert code == 2 and len(err.strip().splitlines()) == 1
 
 
@@ -116,16 +107,16 @@ def test_saved_vector_applies_like_its_pair(
     model = load_model(str(tiny_config.parent / "model"))
     SteeringVector.from_pair(model, "The bride", "", 1).save(tmp_path / "v")
     base = ["generate", "--config", str(tiny_config), "--n", "2", "--json"]
-    code, out, err = _run(capsys, *base, "--pair", "The bride", "", "--layer", "1", "--coeff", "4")
+    code, out, err = run_cli(capsys, *base, "--pair", "The bride", "", "--layer", "1", "--coeff", "4")
     assert code == 0, err
     from_pair = json.loads(out)
-    code, out, err = _run(capsys, *base, "--vector", str(tmp_path / "v.safetensors"), "--coeff", "4")
+    code, out, err = run_cli(capsys, *base, "--vector", str(tmp_path / "v.safetensors"), "--coeff", "4")
     assert code == 0, err
     saved = json.loads(out)
     assert saved["steered"] == from_pair["steered"] and saved["unsteered"] == from_pair["unsteered"]
     assert saved["steered"] != saved["unsteered"]
     assert saved["settings"]["layer"] == 1 and saved["settings"]["pair"] == ["The bride", ""]
     # --coeff defaults to 1 with --vector.
-    code, out, _ = _run(capsys, *base, "--vector", str(tmp_path / "v"))
-    code1, out1, _ = _run(capsys, *base, "--pair", "The bride", "", "--layer", "1", "--coeff", "1")
+    code, out, _ = run_cli(capsys, *base, "--vector", str(tmp_path / "v"))
+    code1, out1, _ = run_cli(capsys, *base, "--pair", "The bride", "", "--layer", "1", "--coeff", "1")
     assert code == code1 == 0 and json.loads(out)["steered"] == json.loads(out1)["steered"]

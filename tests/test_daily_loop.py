@@ -16,13 +16,13 @@ import pytest
 import search.cli.commands as commands
 from objectives.testing import FakeBertScorer
 from search.analysis.compare import Comparison
-from search.cli import main
 from search.config import load_config
 from search.run import run_search
 from search.session import Scorers, load_data, load_run_study, vector_cache
 from search.space import Candidate
 from steering import GenerationConfig, generate
 from steering.model import SteerableModel
+from tests.helpers import DATA, run_cli
 
 ROOT = Path(__file__).parents[1]
 
@@ -31,12 +31,7 @@ def _config(folder: Path, model_dir: Path, name: str = "loop") -> Path:
     text = f"""
 name: {name}
 model: {{source: {model_dir}}}
-data:
-  gold: {ROOT}/configs/gold/weddings.yaml
-  prompts: {ROOT}/configs/gold/prompts.yaml
-  neutral: {ROOT}/configs/gold/neutral.yaml
-  off_target: {ROOT}/configs/gold/off_target.yaml
-generation: {{max_new_tokens: 5, temperature: 1.0, n: 2}}
+{DATA}generation: {{max_new_tokens: 5, temperature: 1.0, n: 2}}
 objective: {{terms: [{{metric: bertscore_f1}}]}}
 pairs: {{hand_written: [["The bride and the groom", ""]], templates: [["{{x}}", ""]], words: [wedding, calm]}}
 space: {{layer: {{low: 0, high: 1}}, coeff: {{low: 0.5, high: 8, log: true}}}}
@@ -59,31 +54,22 @@ def run(tiny: SteerableModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "runs" / "loop"
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_version_and_global_flags_after_the_subcommand(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _cli(capsys, "--version")
+    code, out, _ = run_cli(capsys, "--version")
     assert code == 0 and out.startswith("steersearch ")
-    assert _cli(capsys, "status", str(run), "-v")[0] == 0  # -v after the subcommand
-    assert _cli(capsys, "-v", "status", str(run))[0] == 0
+    assert run_cli(capsys, "status", str(run), "-v")[0] == 0  # -v after the subcommand
+    assert run_cli(capsys, "-v", "status", str(run))[0] == 0
 
 
 def test_runs_and_status_of_a_finished_run(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _cli(capsys, "runs", str(run.parent))
+    code, out, _ = run_cli(capsys, "runs", str(run.parent))
     best = json.loads((run / "best.json").read_text())
     row = next(line for line in out.splitlines() if line.startswith("| loop |"))
     assert code == 0 and "| 3 / 3 |" in row and f"{best['value']:.4f} (trial {best['number']})" in row
-    code, out, _ = _cli(capsys, "status", str(run))
+    code, out, _ = run_cli(capsys, "status", str(run))
     assert code == 0 and out.startswith("loop: 3 of 3 trials finished (3 complete)")
     assert f"best: trial {best['number']}, objective {best['value']:.4f}" in out and "bertscore_f1" in out
-    assert _cli(capsys, "status", str(run.parent))[0] == 2  # not a run folder: one line, exit 2
+    assert run_cli(capsys, "status", str(run.parent))[0] == 2  # not a run folder: one line, exit 2
 
 
 def test_status_of_a_study_another_process_is_writing(
@@ -102,10 +88,10 @@ def test_status_of_a_study_another_process_is_writing(
                 break
         else:
             raise AssertionError("the worker never reached its second trial")
-        code, text, _ = _cli(capsys, "status", str(out))
+        code, text, _ = run_cli(capsys, "status", str(out))
         assert code == 0 and text.startswith("live: 1 of 4 trials finished (1 complete, 1 running)")
         assert f"running: trial 1 on {os.uname().nodename}:{worker.pid}" in text
-        code, text, _ = _cli(capsys, "runs", str(tmp_path / "runs"))
+        code, text, _ = run_cli(capsys, "runs", str(tmp_path / "runs"))
         assert code == 0 and "| live |" in text and "| 1 / 4 | 1 complete, 1 running |" in text
     finally:
         worker.kill()
@@ -123,12 +109,12 @@ def test_compare_takes_the_run_folder_alone(
 
     monkeypatch.setattr(commands, "run_compare", fake_compare)
     monkeypatch.setattr(commands, "write_report", lambda *args: None)
-    assert _cli(capsys, "compare", str(run))[0] == 0
+    assert run_cli(capsys, "compare", str(run))[0] == 0
     assert seen[-1] == (load_config(run / "config.yaml"), run)  # the run's own config
     other = _config(tmp_path, Path("elsewhere"), name="loop")
-    assert _cli(capsys, "compare", str(other), "--run", str(run))[0] == 0
+    assert run_cli(capsys, "compare", str(other), "--run", str(run))[0] == 0
     assert seen[-1] == (load_config(other), run)  # another comparison set still possible
-    code, _, err = _cli(capsys, "compare", str(tmp_path))
+    code, _, err = run_cli(capsys, "compare", str(tmp_path))
     assert code == 2 and "is not a run folder" in err
 
 
@@ -137,7 +123,7 @@ def test_generate_applies_a_runs_trial_as_found(
 ) -> None:
     cfg = load_config(run / "config.yaml")
     trial = load_run_study(cfg, run).trials[2]
-    code, out, _ = _cli(capsys, "generate", "--vector", f"{run}:2", "--json", "--max-new-tokens", "7", "--n", "3")
+    code, out, _ = run_cli(capsys, "generate", "--vector", f"{run}:2", "--json", "--max-new-tokens", "7", "--n", "3")
     assert code == 0
     got = json.loads(out)
     steering = Candidate.from_record(trial.user_attrs["candidate"]).steering(
@@ -148,7 +134,7 @@ def test_generate_applies_a_runs_trial_as_found(
     assert got["steered"] == generate(tiny, [prompt], steering, gen)[0]
     assert got["unsteered"] == generate(tiny, [prompt], [], gen)[0] != got["steered"]
     assert got["settings"]["trial"] == 2 and got["settings"]["max_new_tokens"] == 7
-    code, out, _ = _cli(capsys, "generate", "--vector", str(run), "--json")  # the best trial by default
+    code, out, _ = run_cli(capsys, "generate", "--vector", str(run), "--json")  # the best trial by default
     assert code == 0 and json.loads(out)["settings"]["trial"] == json.loads((run / "best.json").read_text())["number"]
-    code, _, err = _cli(capsys, "generate", "--vector", f"{run}:2", "--coeff", "3")
+    code, _, err = run_cli(capsys, "generate", "--vector", f"{run}:2", "--coeff", "3")
     assert code == 2 and "--coeff is not allowed" in err

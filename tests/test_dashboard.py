@@ -20,17 +20,13 @@ from search.run import run_search
 from search.session import Scorers
 from search.space import Candidate
 from steering.model import SteerableModel
+from tests.helpers import DATA
 
 ROOT = Path(__file__).parents[1]
 
 CONFIG = f"""
 name: dash
-data:
-  gold: {ROOT}/configs/gold/weddings.yaml
-  prompts: {ROOT}/configs/gold/prompts.yaml
-  neutral: {ROOT}/configs/gold/neutral.yaml
-  off_target: {ROOT}/configs/gold/off_target.yaml
-generation: {{max_new_tokens: 5, temperature: 1.0}}
+{DATA}generation: {{max_new_tokens: 5, temperature: 1.0}}
 objective:
   terms: [{{metric: bertscore_f1}}]
   constraints: [{{metric: ppl_ratio, max: 1.5}}, {{metric: kl, max: 2}}]

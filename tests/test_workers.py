@@ -23,17 +23,13 @@ from optuna.trial import TrialState
 from search.cli import main
 from search.study import storage_for
 from search.workers import retried_by, tally, worker_seed
+from tests.helpers import DATA
 
 ROOT = Path(__file__).parents[1]
 
 CONFIG = f"""
 name: {{name}}
-data:
-  gold: {ROOT}/configs/gold/weddings.yaml
-  prompts: {ROOT}/configs/gold/prompts.yaml
-  neutral: {ROOT}/configs/gold/neutral.yaml
-  off_target: {ROOT}/configs/gold/off_target.yaml
-generation: {{{{max_new_tokens: 4, temperature: 1.0}}}}
+{DATA}generation: {{{{max_new_tokens: 4, temperature: 1.0}}}}
 objective:
   terms: [{{{{metric: bertscore_f1}}}}]
 pairs:
