@@ -80,10 +80,14 @@ def config_yaml(cfg: ExperimentConfig) -> str:
 BUDGET_FIELDS = ("n_trials", "timeout")
 """Study fields a resumed run may change: they set how long to run, not what is searched."""
 
+ANALYSIS_SECTIONS = ("distill", "length")
+"""Config sections that configure ``analyze`` only: adding one to a search's folder changes no search result."""
 
-def check_run_folder(out: Path, cfg: ExperimentConfig, storage: str | None) -> None:
-    """Refuse a run folder that another config made (or that used another storage), before anything is
-    written to it. Raises ``ValueError`` naming the first fields that differ."""
+
+def check_run_folder(out: Path, cfg: ExperimentConfig, storage: str | None, *, check_storage: bool = True) -> None:
+    """Refuse a run folder that another config made (or, with ``check_storage``, that used another storage),
+    before anything is written to it. Raises ``ValueError`` naming the sections that differ. The budget
+    (``BUDGET_FIELDS``) and the analyses' sections (``ANALYSIS_SECTIONS``) may differ."""
     written = out / "config.yaml"
     if not written.exists():
         return
@@ -98,6 +102,8 @@ def check_run_folder(out: Path, cfg: ExperimentConfig, storage: str | None) -> N
         if isinstance(d.get("study"), dict):
             for f in BUDGET_FIELDS:
                 d["study"].pop(f, None)
+        for section in ANALYSIS_SECTIONS:
+            d.pop(section, None)
     differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if differ:
         raise ValueError(
@@ -105,7 +111,7 @@ def check_run_folder(out: Path, cfg: ExperimentConfig, storage: str | None) -> N
             "use another --out or the config it was made with"
         )
     recorded = recorded_storage(out)
-    if (out / RUN_RECORD).exists() and recorded != redact(storage):
+    if check_storage and (out / RUN_RECORD).exists() and recorded != redact(storage):
         raise ValueError(f"run folder {out} used storage {recorded or 'study.db'}, not {redact(storage)}")
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from search.cli import main
 from search.config import ConfigError, load_config
 from search.config.features import DistillSpec, TargetSpec
 from search.mutate import MutationConfig
+from search.outputs import check_run_folder, config_yaml
 from search.session import Scorers
 from steering import SteeringVector
 from steering.model import SteerableModel
@@ -126,3 +128,18 @@ def test_bad_analysis_configs(tmp_path: Path) -> None:
     p.write_text("name: x\n")
     with pytest.raises(ConfigError, match="distill or a length"):
         run_analysis(load_config(p), tmp_path / "o")
+
+
+def test_analyze_refuses_a_folder_another_config_made(tiny: SteerableModel, tmp_path: Path) -> None:
+    cfg_path = tmp_path / "a.yaml"
+    cfg_path.write_text(ANALYSIS)
+    cfg, out = load_config(cfg_path), tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text(config_yaml(dataclasses.replace(cfg, name="someone-else")))
+    before = (out / "config.yaml").read_text()
+    with pytest.raises(ValueError, match="made by a different config"):
+        run_analysis(cfg, out, model=tiny, scorers=Scorers(bert=FakeBertScorer()))
+    assert (out / "config.yaml").read_text() == before and sorted(p.name for p in out.iterdir()) == ["config.yaml"]
+    # A search's folder may gain an analysis section: only distill/length differ, so it is accepted.
+    (out / "config.yaml").write_text(config_yaml(dataclasses.replace(cfg, distill=None, length=None)))
+    check_run_folder(out, cfg, None, check_storage=False)

@@ -16,7 +16,7 @@ from search.analysis.distill import DistillReport, run_distill
 from search.analysis.evaluation import build_heldout
 from search.analysis.length import LengthReport, run_length
 from search.config import ConfigError, ExperimentConfig
-from search.outputs import config_yaml, env_info, write_text
+from search.outputs import check_run_folder, config_yaml, env_info, write_text
 from search.session import Scorers, vector_cache
 from steering.model import SteerableModel
 
@@ -42,6 +42,7 @@ def run_analysis(
         heldout.model.check_layer(layer)
     if cfg.length is not None:
         heldout.model.check_layer(cfg.length.layer)
+    check_run_folder(out, cfg, None, check_storage=False)  # a search's folder may gain analyses, nothing else
     write_text(out / "config.yaml", config_yaml(cfg))
     write_text(out / "env.json", json.dumps(env_info(cfg), indent=2))
     distill = length = None
