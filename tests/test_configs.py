@@ -47,7 +47,8 @@ def test_shipped_config_validates(path: Path, tmp_path: Path, monkeypatch: pytes
 def test_all_expected_configs_ship() -> None:
     names = {p.stem for p in CONFIGS}
     assert {"quickstart", "frac-coeff-sweep", "gpt2-xl-weddings", "love", "calm"} <= names
-    assert {"learned-weddings", "adversarial-weddings", "distill-weddings", "smollm2-weddings"} <= names
+    assert {"learned-weddings", "adversarial-weddings", "distill-weddings"} <= names
+    assert {"smollm2-weddings", "gemma3-weddings"} <= names  # real models
     assert shipped_configs() == sorted(names)  # what the installed package finds (here: the repository's)
 
 

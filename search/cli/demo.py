@@ -23,7 +23,7 @@ CONFIGS = shipped_file()  # the shipped configs/ folder (the repository's, or th
 @dataclass(frozen=True)
 class DemoSettings:
     # ActAdd's single-word pair at a layer where it steers the model (see the model cards in the README: on
-    # tiny-topics layer 1, coeff 16; on SmolLM2-135M layer 15, coeff 4).
+    # tiny-topics layer 1, coeff 16; on SmolLM2-135M layer 15, coeff 4; on Gemma 3 270M layer 10, coeff 4).
     model: str | None = None  # None: the embedded tiny-topics model
     pair: tuple[str, str] = (" weddings", "")
     layer: int = 1
@@ -36,6 +36,7 @@ class DemoSettings:
 DEMOS = {
     "tiny": DemoSettings(),
     "smollm2-135m": DemoSettings(model="smollm2-135m", layer=15, coeff=4.0),
+    "gemma3-270m": DemoSettings(model="gemma3-270m", layer=10, coeff=4.0),
 }
 """``steersearch demo --model NAME``: the setting shown for each model."""
 
