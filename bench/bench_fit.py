@@ -15,7 +15,7 @@ methods alternate over ``--repeats`` runs after a warm-up, and the median is rep
 noisy). The losses of both sides are compared step by step (the math is the same). Target: steersearch
 ÷ raw HF <= 1.1×.
 
-    OMP_NUM_THREADS=1 python -m bench.bench_fit [--sizes embedded,gpt2-small] [--repeats 7] [--threads 1]
+    OMP_NUM_THREADS=1 python -m bench.bench_fit [--sizes embedded,gpt2-small,smollm2-135m] [--repeats 7] [--threads 1]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch
 import objectives
 from search.vectors import gold_rows
 from steering import load_model
+from steering.catalog import CATALOG
 from steering.fit import FitConfig, fit_vector
 from steering.model import SteerableModel
 from steering.scoring import tokenize_continuations
@@ -134,7 +135,11 @@ def gpt2_small_shaped(tokenizer_source: SteerableModel) -> SteerableModel:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="embedded,gpt2-small", help="comma list of: embedded, gpt2-small")
+    parser.add_argument(
+        "--sizes",
+        default="embedded,gpt2-small",
+        help="comma list of: embedded, gpt2-small, or a named real model (smollm2-135m, gemma3-270m)",
+    )
     parser.add_argument("--layer", type=int, default=1)
     parser.add_argument("--batch", type=int, default=16, help="rows per step (B)")
     parser.add_argument("--steps", type=int, default=20, help="steps per fit (embedded model)")
@@ -146,9 +151,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    unknown = set(sizes) - {"embedded", "gpt2-small"}
+    unknown = set(sizes) - {"embedded", "gpt2-small", *CATALOG}
     if unknown:
-        parser.error(f"unknown sizes {sorted(unknown)}; use embedded and/or gpt2-small")
+        parser.error(f"unknown sizes {sorted(unknown)}; use embedded, gpt2-small or {', '.join(CATALOG)}")
 
     prompts = objectives.load_split(ROOT / "configs" / "gold" / "prompts.yaml").search
     passages = objectives.load_gold_set(ROOT / "configs" / "gold" / "weddings.yaml").passages.search
@@ -170,8 +175,10 @@ def main() -> None:
     for size in sizes:
         if size == "embedded":
             model, steps, repeats = embedded, args.steps, args.repeats
-        else:
+        elif size == "gpt2-small":
             model, steps, repeats = gpt2_small_shaped(embedded), args.gpt2_steps, args.gpt2_repeats
+        else:  # a real model, at the same step and repeat counts as the GPT-2-small-shaped one
+            model, steps, repeats = load_model(size), args.gpt2_steps, args.gpt2_repeats
         t0 = time.perf_counter()
         times, losses = bench_model(model, args.layer, rows, steps, args.lr, repeats)
         wall = time.perf_counter() - t0
