@@ -19,6 +19,28 @@ DATA = f"""data:
 """A config's ``data:`` section naming the shipped gold, prompt, neutral and off-target files by absolute path."""
 
 
+SMALL_CONFIG = f"""
+name: t
+{DATA}generation: {{max_new_tokens: 5, temperature: 1.0}}
+objective:
+  terms: [{{metric: bertscore_f1}}]
+  constraints: [{{metric: ppl_ratio, max: 1.5}}]
+pairs:
+  hand_written: [["The bride and the groom", ""]]
+  templates: [["{{x}}", ""]]
+  words: [wedding, calm]
+baselines:
+  - {{pair: ["I talk about weddings constantly", "I do not talk about weddings constantly"], layer: 1, coeff: 4}}
+space:
+  layer: {{low: 0, high: 1}}
+  coeff: {{low: 0.5, high: 8, log: true}}
+fidelity: {{rungs: [1, 2]}}
+study: {{n_trials: 3, seed: 0}}
+"""
+"""A small valid experiment on the shipped data (study ``t``, 3 trials, rungs 1 and 2): tests derive variants
+with ``str.replace``."""
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """``steersearch ARGV`` in-process: ``(exit code, stdout, stderr)`` (argparse's exits included)."""
     try:

@@ -22,30 +22,19 @@ from search.report.interactive import INTERACTIVE, interactive_figures
 from search.run import run_search
 from search.session import Scorers
 from steering.model import SteerableModel
-from tests.helpers import DATA
+from tests.helpers import SMALL_CONFIG
 
 ROOT = Path(__file__).parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 
-CONFIG = f"""
-name: inter
-{DATA}generation: {{max_new_tokens: 5, temperature: 1.0}}
-objective:
-  terms: [{{metric: bertscore_f1}}]
-  constraints: [{{metric: ppl_ratio, max: 1.5}}]
-pairs:
-  hand_written: [["The bride and the groom", ""]]
-  templates: [["{{x}}", ""]]
-  words: [wedding, calm]
-baselines:
-  - {{pair: ["I talk about weddings constantly", "I do not talk about weddings constantly"], layer: 1, coeff: 4}}
-space:
-  layer: {{low: 0, high: 1}}
-  coeff: {{low: 0.5, high: 8, log: true}}
-  frac: {{low: 0.3, high: 1.0}}
-fidelity: {{rungs: [1, 2]}}
-study: {{n_trials: 6, seed: 0, pruner: median}}
-"""
+CONFIG = (
+    SMALL_CONFIG.replace("name: t\n", "name: inter\n")
+    .replace(
+        "  coeff: {low: 0.5, high: 8, log: true}\n",
+        "  coeff: {low: 0.5, high: 8, log: true}\n  frac: {low: 0.3, high: 1.0}\n",
+    )
+    .replace("study: {n_trials: 3, seed: 0}", "study: {n_trials: 6, seed: 0, pruner: median}")
+)
 
 SCALAR_FIGURES = ["Optimisation history", "Parameter importances", "frac × coeff", "Intermediate values"]
 

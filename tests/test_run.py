@@ -15,28 +15,11 @@ from search.session import Scorers, load_run_study
 from search.study import storage_for
 from steering import SteeringVector
 from steering.model import SteerableModel
-from tests.helpers import DATA
+from tests.helpers import SMALL_CONFIG
 
 ROOT = Path(__file__).parents[1]
 
-CONFIG = f"""
-name: t
-{DATA}generation: {{max_new_tokens: 5, temperature: 1.0}}
-objective:
-  terms: [{{metric: bertscore_f1}}]
-  constraints: [{{metric: ppl_ratio, max: 1.5}}]
-pairs:
-  hand_written: [["The bride and the groom", ""]]
-  templates: [["{{x}}", ""]]
-  words: [wedding, calm]
-baselines:
-  - {{pair: ["I talk about weddings constantly", "I do not talk about weddings constantly"], layer: 1, coeff: 4}}
-space:
-  layer: {{low: 0, high: 1}}
-  coeff: {{low: 0.5, high: 8, log: true}}
-fidelity: {{rungs: [1, 2]}}
-study: {{n_trials: 3, seed: 0}}
-"""
+CONFIG = SMALL_CONFIG
 
 
 def _cfg(tmp_path: Path, text: str = CONFIG):
