@@ -4,7 +4,6 @@ the storage the folder records, so it works while workers are writing, on any st
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from search.config import ExperimentConfig, load_config
 from search.outputs import RUN_RECORD, run_record
 from search.session import load_run_study
 from search.space import Candidate
+from search.study import best_finite_trial
 from search.workers import WORKER_ATTR, retried_by, tally
 
 
@@ -50,17 +50,9 @@ def is_run_folder(path: Path) -> bool:
 
 
 def _best(study: optuna.Study) -> BestTrial | None:
-    if len(study.directions) > 1:
+    t = best_finite_trial(study)
+    if t is None:
         return None
-    complete = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and math.isfinite(t.value)
-    ]
-    if not complete:
-        return None
-    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-    t = pick(complete, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
     record = t.user_attrs.get("candidate")
     label = Candidate.from_record(record).describe() if record else str(t.params)
     return BestTrial(t.number, float(t.value), label, dict(t.user_attrs.get("metrics", {})))  # type: ignore[arg-type]

@@ -286,6 +286,21 @@ def n_finished(study: optuna.Study) -> int:
     return tally(study).done
 
 
+def best_finite_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The complete trial with the best finite value of a single-objective study (None if none, or multi)."""
+    if len(study.directions) > 1:
+        return None
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value)
+    ]
+    if not complete:
+        return None
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(complete, key=lambda t: float(t.value))  # type: ignore[arg-type]
+
+
 class Progress:
     """A tqdm bar over the study's counted trials (all workers'): done, best so far, ETA. Set up by the CLI."""
 
@@ -294,15 +309,9 @@ class Progress:
 
     def update(self, study: optuna.Study, trial: FrozenTrial, done: int) -> None:
         self.bar.update(max(0, min(done, self.bar.total) - self.bar.n))
-        if len(study.directions) == 1:
-            values = [
-                t.value
-                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and math.isfinite(t.value)
-            ]
-            if values:
-                best = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-                self.bar.set_postfix(best=f"{best(values):.4f}", state=trial.state.name.lower())
+        best = best_finite_trial(study)
+        if best is not None:
+            self.bar.set_postfix(best=f"{best.value:.4f}", state=trial.state.name.lower())
 
     def close(self) -> None:
         self.bar.close()
