@@ -1,14 +1,19 @@
-"""Gold passage sets and prompt sets, each split into a search part and a held-out part.
+"""Gold passage sets and prompt sets, each split into three parts, each used once: ``search`` (the study
+optimises on it), ``validation`` (the winner is selected on it) and ``heldout`` (the test split: only the
+winner and the baselines are reported on it).
 
 Files live in ``configs/gold/``. A gold set (``weddings.yaml``)::
 
     name: weddings
     keywords: [wedding, bride, ...]        # ActAdd-style keyword list (legacy metric)
     search: [passage, ...]                 # what the search scores against
-    heldout: [passage, ...]                # used only by the final comparison
+    validation: [passage, ...]             # what selection scores against (optional; selection needs it)
+    heldout: [passage, ...]                # the test split: used only by the final comparison
     negative: [passage, ...]               # optional: text to steer away from
 
-A split set (``prompts.yaml``, ``neutral.yaml``, ``off_target.yaml``) has ``search`` and ``heldout`` only.
+A split set (``prompts.yaml``, ``neutral.yaml``, ``off_target.yaml``) has ``search``, ``validation`` and
+``heldout``. A file without ``validation`` still loads (older files); selecting a winner then fails with a
+message that names the file.
 """
 
 from __future__ import annotations
@@ -20,15 +25,25 @@ from typing import Any
 import yaml
 
 
+SPLITS = ("search", "validation", "heldout")
+"""The three parts of every text set, in the order they are used."""
+
+
 @dataclass(frozen=True)
 class Split:
     search: tuple[str, ...]
     heldout: tuple[str, ...]
+    validation: tuple[str, ...] = ()
+    source: str = ""  # the file it was read from, for error messages
 
     def part(self, name: str) -> tuple[str, ...]:
-        if name not in ("search", "heldout"):
-            raise ValueError(f"split must be 'search' or 'heldout', got {name!r}")
-        return self.search if name == "search" else self.heldout
+        if name not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
+        texts: tuple[str, ...] = getattr(self, name)
+        if not texts:
+            where = f"{self.source}: " if self.source else ""
+            raise ValueError(f"{where}no {name!r} texts (add a {name}: list to the file)")
+        return texts
 
 
 @dataclass(frozen=True)
@@ -97,18 +112,25 @@ def load_split(path: str | Path) -> Split:
     """Read a ``search``/``heldout`` text set."""
     data = _read_yaml(path)
     where = Path(path).name
-    _check_keys(data, ("search", "heldout", "description"), where)
-    return Split(_texts(data, "search", where), _texts(data, "heldout", where))
+    _check_keys(data, ("description", *SPLITS), where)
+    return _split(data, where)
+
+
+def _split(data: dict[str, Any], where: str) -> Split:
+    validation = _texts(data, "validation", where, required=False)
+    if "validation" in data and not validation:
+        raise ValueError(f"{where}.validation is empty")
+    return Split(_texts(data, "search", where), _texts(data, "heldout", where), validation, where)
 
 
 def load_gold_set(path: str | Path) -> GoldSet:
     """Read a gold set; errors name the file and field."""
     data = _read_yaml(path)
     where = Path(path).name
-    _check_keys(data, ("name", "description", "keywords", "search", "heldout", "negative"), where)
+    _check_keys(data, ("name", "description", "keywords", *SPLITS, "negative"), where)
     return GoldSet(
         name=str(data.get("name", Path(path).stem)),
-        passages=Split(_texts(data, "search", where), _texts(data, "heldout", where)),
+        passages=_split(data, where),
         keywords=_texts(data, "keywords", where, required=False),
         negative=_texts(data, "negative", where, required=False),
     )

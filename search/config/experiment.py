@@ -21,6 +21,10 @@ class ModelSpec:
     source: str | None = None
     device: str = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    bos_token: str | None = None  # the token that starts every sequence; default: the catalog's, else the tokenizer's
+    prepend_bos: bool = True  # start every prompt with bos_token
+    pad_token: str | None = None  # filler of left-padded batches (always masked); default: the BOS token
+    prompt_format: Literal["plain", "chat"] = "plain"  # chat: each prompt is a user turn of the model's chat template
 
 
 @dataclass(frozen=True)
