@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import typing
@@ -17,6 +18,7 @@ import torch
 from search.analysis.analyze import run_analysis
 from search.analysis.compare import Comparison, run_compare
 from search.analysis.evaluation import SHOWN_METRICS
+from search.analysis.select import Selection
 from search.cli.demo import DEMOS, run_demo
 from search.cli.display import side_by_side, summary
 from search.cli.errors import UserError
@@ -24,12 +26,13 @@ from search.config import ExperimentConfig, find_config, load_config
 from search.outputs import RUN_RECORD
 from search.preflight import preflight
 from search.report import write_report
-from search.report.tables import comparison_table, distill_table, length_table
+from search.report.tables import comparison_table, distill_table, length_table, selection_table, verdict_text
 from search.run import run_search
 from search.runinfo import describe_states, find_runs, is_run_folder, summarize
 from search.session import load_data, load_run_study, vector_cache
 from search.space import Candidate
 from steering import Addition, MaskMode, Positions, Steering, SteeringVector, generate, load_model
+from steering.export import ExportError, applied_vector, control_directions, model_hint, write_control_vector
 from steering.model import SteerableModel
 
 DEFAULT_PROMPT = "I went up to my friend and said"
@@ -88,7 +91,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         cfg, run_dir = load_config(find_config(args.target)), Path(args.run)
     comparison = run_compare(cfg, run_dir)
     write_report(run_dir, load_run_study(cfg, run_dir), [t.metric for t in cfg.objective.terms])
+    selection = Selection.load(run_dir)
+    if selection is not None and comparison.winner is not None:
+        print("Selection on the validation split (objective on each split):\n")
+        print(selection_table(selection))
+        print(f"\n{selection.summary()}\n")
+    print("Test split (held-out prompts, passages and seeds):\n")
     print(comparison_table(comparison))
+    verdict = verdict_text(comparison)
+    if verdict:
+        print(f"\n{verdict}")
     print(f"\nwrote {run_dir / Comparison.FILE}")
     return 0
 
@@ -178,17 +190,20 @@ def _run_reference(spec: str) -> tuple[Path, int | None] | None:
     return (Path(spec), None) if is_run_folder(Path(spec)) else None
 
 
-def _trial_steering(run_dir: Path, number: int | None, model: SteerableModel) -> tuple[Steering, dict[str, object]]:
-    """A run's trial (default: the best) as the steering it was scored with, and what to show about it."""
+def _trial_steering(
+    run_dir: Path, number: int | None, model: SteerableModel, *, flag: str = "--vector"
+) -> tuple[Steering, dict[str, object]]:
+    """A run's trial (default: the best) as the steering it was scored with, and what to show about it; ``flag``
+    names the argument that asked, in error messages."""
     cfg = load_config(run_dir / "config.yaml")
     if number is None:
         best = json.loads((run_dir / "best.json").read_text()) if (run_dir / "best.json").exists() else {}
         if best.get("number") is None:
-            raise UserError(f"--vector {run_dir}: no best trial yet (best.json); name one as {run_dir}:TRIAL")
+            raise UserError(f"{flag} {run_dir}: no best trial yet (best.json); name one as {run_dir}:TRIAL")
         number = int(best["number"])
     trials = load_run_study(cfg, run_dir).get_trials(deepcopy=False)
     if not 0 <= number < len(trials) or "candidate" not in trials[number].user_attrs:
-        raise UserError(f"--vector {run_dir}:{number}: the run has no trial {number} with a candidate")
+        raise UserError(f"{flag} {run_dir}:{number}: the run has no trial {number} with a candidate")
     cand = Candidate.from_record(trials[number].user_attrs["candidate"])
     for choice in cand.additions:
         model.check_layer(choice.layer)
@@ -276,3 +291,56 @@ def _saved_pair(vec: SteeringVector) -> list[str]:
     meta = vec.metadata
     pair = [meta.get("prompt_a"), meta.get("prompt_b")]
     return [str(p) for p in pair] if meta.get("kind") == "pair" and None not in pair else []
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    ref = _run_reference(args.run)
+    if ref is None:
+        raise UserError(f"{args.run} is not a run folder (no config.yaml and run.json)")
+    run_dir, number = ref
+    if args.trial is not None and number not in (None, args.trial):
+        raise UserError(f"--trial {args.trial} and {args.run} name different trials")
+    number = args.trial if args.trial is not None else number
+    if args.out is not None:
+        _check_writable(Path(args.out))  # before the model loads
+    cfg = load_config(run_dir / "config.yaml")
+    model = load_model(cfg.model.source, device=cfg.model.device, dtype=getattr(torch, cfg.model.dtype))
+    steering, shown = _trial_steering(run_dir, number, model, flag="export")
+    trial = typing.cast(int, shown["trial"])
+    base = Path(args.out) if args.out else run_dir / "exports" / f"trial_{trial:05d}"
+    provenance: dict[str, str | int] = {"run": str(run_dir), "trial": trial, "model": model.name}
+    try:
+        if args.format == "gguf":
+            try:
+                directions = control_directions(steering, model.n_layers)
+            except ExportError as err:
+                raise UserError(
+                    f"export {run_dir} trial {trial}: {err}; --format safetensors keeps it as found"
+                ) from None
+            path = base if args.out else base.with_suffix(".gguf")
+            meta = {f"steersearch.{k}": v for k, v in {**provenance, "steering": str(shown["candidate"])}.items()}
+            write_control_vector(path, directions, hint=model_hint(model), metadata=meta)
+            layers = ", ".join(f"layer {n + 1} -> direction.{n}" for n in directions)
+            print(f"trial {trial} ({shown['candidate']}) -> {path}\n{layers}; use at scale 1: --control-vector {path}")
+        else:
+            paths = [base.parent / f"{base.stem}_add{i}" for i in range(len(steering))] if len(steering) > 1 else [base]
+            for add, path in zip(steering, paths, strict=True):
+                applied_vector(add, **provenance).save(path)
+            written = ", ".join(str(p.with_suffix(".safetensors")) for p in paths)
+            print(f"trial {trial} ({shown['candidate']}) -> {written} (+ .json)")
+    except OSError as err:
+        raise UserError(f"cannot write {base}: {err.strerror or err}") from None
+    return 0
+
+
+def _check_writable(path: Path) -> None:
+    """One line, before any work, when ``path`` cannot be written: a folder, or under a file or a read-only one."""
+    if path.is_dir():
+        raise UserError(f"-o {path} is a folder; name a file")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"-o {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"-o {path}: {parent} is not writable")

@@ -129,6 +129,15 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--storage", help="storage URL with a password the run folder does not keep")
     status.set_defaults(func=commands.cmd_status)
 
+    exp = add("export", help="write a run's trial (default: its best) as a llama.cpp control vector or vector files")
+    exp.add_argument("run", metavar="RUN", help="run folder, or RUN:TRIAL")
+    exp.add_argument("--trial", type=int, help="trial number (default: the best, best.json)")
+    exp.add_argument(
+        "--format", required=True, choices=["gguf", "safetensors"], help="gguf: llama.cpp control vector (README)"
+    )
+    exp.add_argument("-o", "--out", help="output file (default: RUN/exports/trial_NNNNN.gguf or .safetensors)")
+    exp.set_defaults(func=commands.cmd_export)
+
     demo = add("demo", help="offline demonstration: steered vs unsteered on the same prompts and seeds")
     demo.add_argument("--json", action="store_true", help="print the measured rates as JSON")
     demo.add_argument("--model", choices=sorted(DEMOS), default="tiny", help="tiny (embedded, fast) or a real model")
