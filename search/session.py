@@ -117,7 +117,17 @@ class Scorers:
 
 
 def load_experiment_model(cfg: ExperimentConfig) -> SteerableModel:
-    return load_model(cfg.model.source, device=cfg.model.device, dtype=getattr(torch, cfg.model.dtype))
+    """The config's model with its model-level settings (BOS, padding filler, prompt format)."""
+    spec = cfg.model
+    return load_model(
+        spec.source,
+        device=spec.device,
+        dtype=getattr(torch, spec.dtype),
+        bos_token=spec.bos_token,
+        prepend_bos=spec.prepend_bos,
+        pad_token=spec.pad_token,
+        prompt_format=spec.prompt_format,
+    )
 
 
 def load_run_study(cfg: ExperimentConfig, run_dir: Path, storage: str | None = None) -> optuna.Study:

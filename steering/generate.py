@@ -150,21 +150,21 @@ def decode_loop(
     uniforms = uniforms.to(ids.device)  # [B, steps]: row i's draws depend on seeds[i] only
     counts = torch.zeros(batch, vocab, device=ids.device)
     ones = torch.ones(batch, 1, device=ids.device)
-    pos = (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, -1)  # [B, T] index from BOS; -1 for padding
+    position_ids, index = model.positions(mask)  # [B, T] each; index counts from BOS, -1 for padding
     has_steering = any(len(r) for r in steering_rows)
     new: list[Tensor] = []
     with steer(model, steering_rows if has_steering else [[]]) as step:
-        step.set(pos, prompt_pass=True)
+        step.set(index, prompt_pass=True)
         out = model.hf(
             input_ids=ids,
             attention_mask=mask,
-            position_ids=pos.clamp(min=0),
+            position_ids=position_ids,
             use_cache=True,
             return_dict=True,
             logits_to_keep=1,
         )
         cache, logits = out.past_key_values, out.logits[:, -1, :]
-        next_pos = pos[:, -1:] + 1  # [B, 1]
+        next_pos, next_index = position_ids[:, -1:] + 1, index[:, -1:] + 1  # [B, 1] each
         for i in range(config.max_new_tokens):
             token = _pick(logits, counts, uniforms[:, i], config)  # [B]
             new.append(token)
@@ -173,7 +173,7 @@ def decode_loop(
             if config.freq_penalty:
                 counts.scatter_add_(1, token[:, None], ones)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            step.set(next_pos, prompt_pass=False)
+            step.set(next_index, prompt_pass=False)
             out = model.hf(
                 input_ids=token[:, None],
                 attention_mask=mask,
@@ -183,7 +183,7 @@ def decode_loop(
                 **{model.cache_kwarg: cache},
             )
             cache, logits = out.past_key_values, out.logits[:, -1, :]
-            next_pos = next_pos + 1
+            next_pos, next_index = next_pos + 1, next_index + 1
     return torch.stack(new, dim=1)
 
 

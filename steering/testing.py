@@ -34,9 +34,18 @@ _TEXT = [
 
 SPECIAL = "<|endoftext|>"
 
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] + ': ' + message['content'] + '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'assistant:' }}{% endif %}"
+)
+"""A minimal chat template for ``tiny_tokenizer(chat_template=...)``: ``user: <prompt>\\nassistant:``."""
 
-def tiny_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer; the special token is last in the vocabulary; " " is one token."""
+
+def tiny_tokenizer(vocab_size: int = 320, *, chat_template: str | None = None) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer; the special token is last in the vocabulary; " " is one token.
+
+    The same vocabulary every time (trained on a fixed text), so a tokenizer with ``chat_template`` set fits
+    any tiny model built here."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -45,9 +54,11 @@ def tiny_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerFast:
     )
     tok.train_from_iterator(_TEXT * 4, trainer)
     tok.add_special_tokens([SPECIAL])
-    return PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=SPECIAL, eos_token=SPECIAL, unk_token=SPECIAL, pad_token=SPECIAL
     )
+    fast.chat_template = chat_template
+    return fast
 
 
 def tiny_model(*, n_layer: int = 2, d_model: int = 32, n_head: int = 2, seed: int = 0) -> SteerableModel:
