@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from steering._kv_shim import install_kv_cache_shim
+from steering._kv_shim import install_kv_cache_shim, pass_cache_by_its_name
 from steering.catalog import CATALOG, CatalogError, converted
 
 logger = logging.getLogger(__name__)
@@ -344,6 +344,7 @@ def _from_hf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: s
     with tempfile.TemporaryDirectory(prefix="steersearch-tok-") as tmp:
         bridge = TransformerBridge.boot_transformers(name, hf_model=model, tokenizer=_bootable(tokenizer, tmp))
     bridge.eval()
+    pass_cache_by_its_name(bridge.original_model)  # bridge.generate: the cache under the name HF reads, no warning
     mapping = bridge.adapter.component_mapping
     assert mapping is not None and mapping["blocks"].name is not None
     blocks_path = str(mapping["blocks"].name)

@@ -6,6 +6,8 @@ greedy loop on the same weights.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
@@ -13,6 +15,7 @@ from transformer_lens.model_bridge.generalized_components.attention import Atten
 from steering import Addition, GenerationConfig, SteeringVector, steer
 from steering.generate import decode_loop
 from steering.model import SteerableModel
+from steering.testing import tiny_llama
 from tests.reference import uncached_greedy
 
 PROMPT = "I went up to my friend and said"
@@ -72,3 +75,20 @@ def test_without_the_shim_the_bridge_cache_is_broken(tiny: SteerableModel, monke
     monkeypatch.setattr(AttentionBridge, "_update_kv_cache", shimmed.__wrapped__)
     ids = tiny.encode(PROMPT)
     assert _bridge_cached_greedy(tiny, ids) != uncached_greedy(tiny, ids, N_NEW)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_cached_bridge_generation_raises_no_past_key_values_deprecation(tiny: SteerableModel, family: str) -> None:
+    """TransformerLens's generate passes the cache as ``past_key_values``; ``pass_cache_by_its_name`` renames it
+    to ``cache`` (the model's own name), so the deprecation warning of every decode step is gone."""
+    model = tiny if family == "gpt2" else tiny_llama()
+    ids = model.encode(PROMPT)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _bridge_cached_greedy(model, ids) == uncached_greedy(model, ids, N_NEW)  # still correct
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
+    # Around the hook (forward called directly) the model still warns: this version still has the old name
+    # deprecated, so an upgrade that drops it is noticed here.
+    cache = model.bridge.original_model(torch.tensor([ids]), use_cache=True).past_key_values
+    with pytest.warns(FutureWarning, match="`past_key_values` is deprecated"):
+        model.bridge.original_model.forward(torch.tensor([ids[-1:]]), past_key_values=cache, use_cache=True)
