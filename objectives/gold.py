@@ -24,7 +24,6 @@ from typing import Any
 
 import yaml
 
-
 SPLITS = ("search", "validation", "heldout")
 """The three parts of every text set, in the order they are used."""
 

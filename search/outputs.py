@@ -80,8 +80,9 @@ def config_yaml(cfg: ExperimentConfig) -> str:
 BUDGET_FIELDS = ("n_trials", "timeout")
 """Study fields a resumed run may change: they set how long to run, not what is searched."""
 
-ANALYSIS_SECTIONS = ("distill", "length")
-"""Config sections that configure ``analyze`` only: adding one to a search's folder changes no search result."""
+ANALYSIS_SECTIONS = ("distill", "length", "select", "compare")
+"""Config sections of the stages after the search (selection, comparison, ``analyze``): changing one changes no
+search result."""
 
 
 def check_run_folder(out: Path, cfg: ExperimentConfig, storage: str | None, *, check_storage: bool = True) -> None:

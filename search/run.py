@@ -35,6 +35,7 @@ from search.study import (
     make_sampler,
     n_finished,
     open_study,
+    tuning_grid,
 )
 from search.vectors import VectorCache, gold_rows
 from search.workers import run_until
@@ -84,11 +85,18 @@ def run_search(
     objective = Objective(cfg.objective)
     metrics = metrics_for(cfg, data)
     model = model or load_experiment_model(cfg)
-    for b in cfg.baselines:
+    for b, _ in tuning_grid(cfg.baselines, cfg.tune):
         model.check_layer(b.layer)
     if cfg.space.layer.high >= model.n_layers:
         raise ConfigError(
             f"space.layer.high {cfg.space.layer.high} is out of range: model has layers 0..{model.n_layers - 1}"
+        )
+    budget = n_trials if n_trials is not None else cfg.study.n_trials
+    grid = len(tuning_grid(cfg.baselines, cfg.tune))
+    if grid > budget:
+        raise ConfigError(
+            f"the hand-written pairs' tuning grid has {grid} settings but the budget is {budget} trials: "
+            "raise study.n_trials or shorten tune.layers/tune.coeffs"
         )
     write_run_start(cfg, out, url, n_trials)
     winners = adversarial_winners(cfg, data, model, out)
@@ -98,7 +106,7 @@ def run_search(
     vectors = vector_cache(cfg, data, out)
 
     def enqueue_once(study: optuna.Study) -> None:  # only the worker that creates the study
-        enqueue_baselines(study, cfg.baselines, cfg.space)
+        enqueue_baselines(study, cfg.baselines, cfg.space, cfg.tune)
         enqueue_adversarial(study, winners, cfg.space)
 
     study, worker = open_study(

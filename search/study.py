@@ -8,6 +8,7 @@ Running the same command again loads the study and runs only the trials still mi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -24,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from search import params
-from search.config import BaselineSpec, StudySpec
+from search.config import BaselineSpec, StudySpec, TuneSpec
 from search.config.space import SpaceSpec
 from search.outputs import redact
 from search.space import Pair
@@ -258,10 +259,37 @@ def open_study(
     raise AssertionError("unreachable")
 
 
-def enqueue_baselines(study: optuna.Study, baselines: Sequence[BaselineSpec], space: SpaceSpec) -> int:
-    """Enqueue each hand-written intervention once per study (skipped on resume); one the space cannot
-    express exactly stays a comparison row only (logged)."""
-    return _enqueue(study, baselines, space, {"baseline": True})
+TUNE_ATTR = "tune"
+"""User attribute of a tuning trial: the label of the hand-written pair it tunes."""
+
+
+def tuning_grid(baselines: Sequence[BaselineSpec], tune: TuneSpec) -> list[tuple[BaselineSpec, bool]]:
+    """Every setting a hand-written pair is tried at on the search split: the settings written in the config
+    (flag True), then each baseline's pair at every ``tune.layers`` x ``tune.coeffs`` point (its own layer or
+    coefficient where a list is empty). No setting twice."""
+    grid: dict[tuple[Any, ...], tuple[BaselineSpec, bool]] = {}
+    for b in baselines:
+        grid.setdefault(_setting(b), (b, True))
+    for b in baselines:
+        for layer in tune.layers or (b.layer,):
+            for coeff in tune.coeffs or (b.coeff,):
+                tuned = dataclasses.replace(b, layer=layer, coeff=coeff)
+                grid.setdefault(_setting(tuned), (tuned, False))
+    return list(grid.values())
+
+
+def _setting(b: BaselineSpec) -> tuple[Any, ...]:
+    return (tuple(b.pair), b.layer, float(b.coeff), b.frac, b.mask, b.positions)
+
+
+def enqueue_baselines(study: optuna.Study, baselines: Sequence[BaselineSpec], space: SpaceSpec, tune: TuneSpec) -> int:
+    """Enqueue each hand-written intervention, and its tuning grid (``tuning_grid``), once per study (skipped
+    on resume); one the space cannot express exactly stays a comparison row only (logged)."""
+    n = 0
+    for b, written in tuning_grid(baselines, tune):
+        attrs = {TUNE_ATTR: Pair(*b.pair).label} | ({"baseline": True} if written else {})
+        n += _enqueue(study, [b], space, attrs)
+    return n
 
 
 def _enqueue(study: optuna.Study, specs: Sequence[BaselineSpec], space: SpaceSpec, attrs: dict[str, Any]) -> int:
@@ -274,6 +302,21 @@ def _enqueue(study: optuna.Study, specs: Sequence[BaselineSpec], space: SpaceSpe
         study.enqueue_trial(baseline_params(b, space), user_attrs=attrs, skip_if_exists=True)
         n += 1
     return n
+
+
+def tuned_trials(study: optuna.Study) -> dict[str, FrozenTrial]:
+    """The best complete tuning trial (finite value) of each hand-written pair, by its label: the pair's
+    tuned setting on the search split. Single-objective studies; pairs with no complete tuning trial are
+    absent."""
+    if len(study.directions) > 1:
+        return {}
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    by_pair: dict[str, list[FrozenTrial]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        label = t.user_attrs.get(TUNE_ATTR)
+        if label is not None and t.value is not None and math.isfinite(t.value):
+            by_pair.setdefault(str(label), []).append(t)
+    return {label: pick(ts, key=lambda t: float(t.value)) for label, ts in by_pair.items()}  # type: ignore[arg-type]
 
 
 def enqueue_adversarial(study: optuna.Study, winners: Sequence[BaselineSpec], space: SpaceSpec) -> int:

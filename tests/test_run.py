@@ -141,9 +141,14 @@ def test_compare_on_heldout_with_cis(tiny: SteerableModel, tmp_path: Path) -> No
     assert Comparison.load(out) == report  # comparison.json round-trips to the typed result
     assert report.split == "heldout"
     names = list(report.methods)
-    assert names[0] == "unsteered" and names[1].startswith("hand-written") and names[2].startswith("prompting")
-    assert any(n.startswith("best (trial") for n in names)
+    assert names[0] == "unsteered" and names[1].startswith("prompting") and names[2].startswith("tuned hand-written")
+    assert any(n.startswith("search #1 (trial 1)") for n in names)
     assert not any("(trial 0)" in n for n in names[3:])  # trial 0 is the baseline, already a row of its own
+    assert report.winner in names and report.reference == names[2] and report.prompting == names[1]
+    for name in names:  # every row paired with the tuned pair and with prompting, but not with itself
+        assert set(report.paired[name]) == {names[1], names[2]} - {name}
+        for p in report.paired[name].values():
+            assert p.diff.lo <= p.diff.mean <= p.diff.hi and p.verdict in ("beats", "ties", "loses")
     for r in report.methods.values():
         assert 0 < r.corpus["distinct_2"] <= 1
         for m in ("bertscore_f1", "keyword_rate", "ppl_ratio", "kl", "rep_rate"):
@@ -231,7 +236,7 @@ def test_learned_and_adversarial_candidates_enter_the_study(tiny: SteerableModel
     assert len(fitted) == sum(r["kind"] == "learned" for r in records) > 0
     assert load_config(out / "config.yaml") == cfg
     names = list(run_compare(cfg, out, model=tiny, scorers=scorers).methods)
-    assert any(n.startswith("best learned (") or (n.startswith("best (trial") and "learned L" in n) for n in names)
+    assert any(n.startswith("best learned (") or (n.startswith("search #") and "learned L" in n) for n in names)
     # Resuming reuses the adversarial runs and the fitted vectors (nothing is fitted or mutated again).
     mtime = (out / "adversarial.json").stat().st_mtime
     again = run_search(cfg, out=out, model=tiny, scorers=scorers, n_trials=9, progress=False)

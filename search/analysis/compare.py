@@ -1,9 +1,13 @@
-"""``steersearch compare``: the fair comparison, on data the search never saw.
+"""``steersearch compare``: the fair comparison, on the test split, after selection on the validation split.
 
-Held-out prompts, held-out seeds (``compare.seed``, distinct from the search's) and held-out gold
-passages, neutral text and off-target prompts. Methods: unsteered, each hand-written baseline, a
-prompting baseline (an instruction prefix asking for the target behaviour), and the best found (from
-``best.json``; selection happened on the search split only). Every metric gets a bootstrap 95% CI.
+Held-out (test) prompts, seed ``compare.seed``, and held-out gold passages, neutral text and off-target prompts:
+data neither the search nor selection saw. For a scalar objective the winner comes from selection
+(``search.analysis.select``, run first if the folder has no current ``selection.json``); the rows are
+unsteered, prompting (an instruction prefix asking for the target behaviour), every hand-written pair at its
+tuned setting, and every selection contender, each scored on the same prompts and seeds. Every metric gets a
+bootstrap 95% CI, and every row its paired difference from the tuned hand-written pair selection held the
+winner against and from prompting, with "beats", "ties" or "loses". A multi-objective study has no scalar to
+select or pair on: its rows are unsteered, the hand-written pairs as written, prompting and the Pareto front.
 """
 
 from __future__ import annotations
@@ -11,18 +15,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import optuna
 
-from search.analysis.evaluation import Evaluation, Method, build_heldout
+from search.analysis.evaluation import Evaluation, Measured, Method, Paired, SplitEvaluator, build_heldout
+from search.analysis.select import Selection, select_winner
 from search.config import ExperimentConfig, from_dict
 from search.outputs import write_text
 from search.session import Scorers, load_run_study, vector_cache
 from search.space import AdditionChoice, Candidate, Pair
+from search.study import n_finished
 from search.vectors import VectorCache
 from steering.model import SteerableModel
 
@@ -40,6 +44,10 @@ class Comparison:
     bootstrap_resamples: int
     methods: dict[str, Evaluation]
     examples: dict[str, tuple[str, ...]]
+    winner: str | None = None  # selection's winner (a scalar objective)
+    reference: str | None = None  # the tuned hand-written pair selection held the winner against
+    prompting: str | None = None
+    paired: dict[str, dict[str, Paired]] = field(default_factory=dict)  # row -> {reference or prompting: a - it}
 
     FILE = "comparison.json"
 
@@ -52,75 +60,74 @@ class Comparison:
         return from_dict(cls, json.loads(path.read_text()), cls.FILE) if path.exists() else None
 
 
-def methods_for(
-    cfg: ExperimentConfig, run_dir: Path, model: SteerableModel, vectors: VectorCache, gold_name: str
-) -> list[Method]:
-    methods = [Method("unsteered", [])]
-    baselines = set()
+def prompting_method(cfg: ExperimentConfig, gold_name: str) -> Method:
+    prefix = cfg.compare.prefix if cfg.compare.prefix is not None else f"Let me tell you about {gold_name}. "
+    return Method(f"prompting: {prefix.strip()!r}", [], prefix)
+
+
+def pareto_methods(cfg: ExperimentConfig, run_dir: Path, model: SteerableModel, vectors: VectorCache) -> list[Method]:
+    """A multi-objective study's rows: the hand-written pairs as written and up to ``compare.max_best`` trials
+    of the Pareto front."""
+    methods = []
     for b in cfg.baselines:
         cand = Candidate((AdditionChoice(Pair(b.pair[0], b.pair[1]), b.layer, b.coeff, b.frac, b.mask, b.positions),))
-        baselines.add(cand)
         name = f"hand-written: {b.pair[0]!r} / {b.pair[1]!r} (layer {b.layer}, coeff {b.coeff:g})"
         methods.append(Method(name, cand.steering(model, vectors)))
-    prefix = cfg.compare.prefix if cfg.compare.prefix is not None else f"Let me tell you about {gold_name}. "
-    methods.append(Method(f"prompting: {prefix.strip()!r}", [], prefix))
     best = json.loads((run_dir / "best.json").read_text())
-    entries = best.get("pareto") or ([best] if best.get("candidate") else [])
-    chosen = [(f"best (trial {e['number']})", e["number"], e["candidate"]) for e in entries[: cfg.compare.max_best]]
-    if cfg.compare.per_source and not best.get("pareto"):
-        shown = {number for _, number, _ in chosen}
-        per_source = best_per_source(load_run_study(cfg, run_dir))  # any storage, or a one-line error
-        for source, (number, record) in per_source.items():
-            if number not in shown and Candidate.from_record(record) not in baselines:  # not a row already
-                chosen.append((f"best {source} (trial {number})", number, record))
-    for label, _, record in chosen:
-        cand = Candidate.from_record(record)
-        methods.append(Method(f"{label}: {cand.describe()}", cand.steering(model, vectors)))
+    for e in (best.get("pareto") or [])[: cfg.compare.max_best]:
+        cand = Candidate.from_record(e["candidate"])
+        methods.append(Method(f"Pareto (trial {e['number']}): {cand.describe()}", cand.steering(model, vectors)))
     return methods
 
 
-def _source_label(r: dict[str, Any]) -> str:
-    source = str(r.get("source", "hand-written"))
-    if source == "learned" and r.get("fit"):
-        return f"learned ({'fine-tuned pair' if r['fit']['init'] == 'pair' else 'from zeros'})"
-    return source
-
-
-def best_per_source(study: optuna.Study) -> dict[str, tuple[int, list[dict[str, Any]]]]:
-    """The best complete trial (number, candidate record) per candidate source: ``hand-written``,
-    ``template``, ``adversarial``, ``learned (from zeros)``, ``learned (fine-tuned pair)``; several
-    additions count as ``mixed`` unless they agree.
-    Selection uses search-split values only. Single-objective studies."""
-    best: dict[str, tuple[float, int, list[dict[str, Any]]]] = {}
-    if len(study.directions) > 1:
-        return {}
-    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        record = t.user_attrs.get("candidate")
-        if not record or t.value is None or not math.isfinite(t.value):
-            continue
-        sources = {_source_label(r) for r in record}
-        source = sources.pop() if len(sources) == 1 else "mixed"
-        if source not in best or sign * t.value > sign * best[source][0]:
-            best[source] = (t.value, t.number, record)
-    return {s: (n, r) for s, (_, n, r) in sorted(best.items())}
+def current_selection(
+    cfg: ExperimentConfig, run_dir: Path, study: optuna.Study, heldout: SplitEvaluator, vectors: VectorCache
+) -> Selection:
+    """The folder's selection if it was made on the study as it is now (same number of finished trials and the
+    same select settings), else a new one (saved)."""
+    finished = n_finished(study)
+    selection = Selection.load(run_dir)
+    if selection is not None and selection.trials == finished and selection.settings == dataclasses.asdict(cfg.select):
+        return selection
+    selection = dataclasses.replace(
+        select_winner(cfg, study, heldout.on("validation"), vectors),
+        trials=finished,
+        settings=dataclasses.asdict(cfg.select),
+    )
+    selection.save(run_dir)
+    return selection
 
 
 def run_compare(
     cfg: ExperimentConfig, run_dir: Path, *, model: SteerableModel | None = None, scorers: Scorers | None = None
 ) -> Comparison:
-    """Evaluate every method on the held-out split and write ``run_dir/comparison.json``."""
+    """Select the winner on validation (unless the folder's selection is current), evaluate every row on the
+    test split and write ``run_dir/comparison.json`` (and the contenders' test values into ``selection.json``)."""
     if not (run_dir / "best.json").exists():
         raise FileNotFoundError(f"{run_dir}/best.json does not exist: run `steersearch run` first")
     heldout = build_heldout(cfg, model=model, scorers=scorers)
     data = heldout.data
     vectors = vector_cache(cfg, data, run_dir)  # fitted vectors load from the run folder
-    results: dict[str, Evaluation] = {}
-    examples: dict[str, tuple[str, ...]] = {}
-    for method in methods_for(cfg, run_dir, heldout.model, vectors, data.gold.name):
+    study = load_run_study(cfg, run_dir)  # any storage, or a one-line error
+    prompting = prompting_method(cfg, data.gold.name)
+    selection = None
+    if len(study.directions) == 1:
+        selection = current_selection(cfg, run_dir, study, heldout, vectors)
+        rows = [c.steering_of(heldout.model, vectors) for c in selection.contenders]
+    else:
+        rows = pareto_methods(cfg, run_dir, heldout.model, vectors)
+    measured: dict[str, Measured] = {}
+    for method in [Method("unsteered", []), prompting, *rows]:
         logger.info("comparing %s", method.name)
-        results[method.name], texts = heldout(method)
-        examples[method.name] = tuple(texts[: cfg.compare.n])
+        measured[method.name] = heldout.measure(method)
+    results = {name: heldout.evaluation(m) for name, m in measured.items()}
+    paired: dict[str, dict[str, Paired]] = {}
+    if selection is not None:
+        against = [r for r in (selection.reference, prompting.name) if r is not None]
+        for name in measured:
+            paired[name] = {r: heldout.paired(measured[name], measured[r]) for r in against if r != name}
+        contenders = tuple(dataclasses.replace(c, test=results[c.name]) for c in selection.contenders)
+        dataclasses.replace(selection, contenders=contenders).save(run_dir)
     comparison = Comparison(
         split="heldout",
         prompts=tuple(data.prompts.heldout),
@@ -128,7 +135,11 @@ def run_compare(
         seed=cfg.compare.seed,
         bootstrap_resamples=cfg.compare.bootstrap,
         methods=results,
-        examples=examples,
+        examples={name: tuple(m.texts[: cfg.compare.n]) for name, m in measured.items()},
+        winner=selection.winner if selection else None,
+        reference=selection.reference if selection else None,
+        prompting=prompting.name,
+        paired=paired,
     )
     comparison.save(run_dir)
     return comparison

@@ -1,17 +1,21 @@
-"""The held-out evaluator every analysis shares: any intervention measured on one split, with bootstrap CIs.
+"""The evaluator every analysis shares: any intervention measured on one split, with bootstrap CIs.
 
-Held-out prompts, a held-out seed (``compare.seed``), held-out gold passages, neutral text and off-target
-prompts. The metrics are the objectives layer's own (``Evaluator.text_items``/``model_items``), so a
-comparison measures exactly what the search optimised. Results are typed (``Evaluation``) and serialise to
-the run folder's JSON.
+One split's prompts, gold passages, neutral text and off-target prompts, and that split's seed (search: the
+generation seed; validation: ``select.seed``; held-out, the test split: ``compare.seed``). The metrics are
+the objectives layer's own (``Evaluator.text_items``/``model_items``), so a comparison measures exactly what
+the search optimised. Results are typed (``Evaluation``) and serialise to the run folder's JSON.
+
+Every method on a split is scored on the same prompts and seeds, so two methods' items are paired
+(completion i of both comes from the same prompt and the same random numbers): ``paired_difference`` resamples
+them together, and ``verdict`` says "beats", "ties" or "loses" from its CI.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -86,6 +90,64 @@ def bootstrap_ci(items: Items, *, resamples: int, seed: int) -> Interval:
     return Interval(items.value, float(lo), float(hi))
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One method's raw measurement on a split: every metric's items, and the completions (prompt-major)."""
+
+    items: dict[str, Items]
+    texts: list[str]
+    prefix: str = ""
+
+    def point(self, draw: dict[int, np.ndarray] | None = None) -> dict[str, float]:
+        """Every metric on all items, or on the resample ``draw`` (item indices per item count)."""
+        return {
+            name: it.stat(draw[it.n] if draw is not None and it.resample else None) for name, it in self.items.items()
+        }
+
+
+Verdict = Literal["beats", "ties", "loses"]
+
+
+@dataclass(frozen=True)
+class Paired:
+    """``a - b`` of one statistic on the same prompts and seeds, its paired bootstrap 95% CI, and the verdict
+    in words: ``beats`` when the CI lies above 0 (for a statistic where lower is better: below 0), ``loses``
+    on the other side, ``ties`` when it contains 0."""
+
+    diff: Interval
+    verdict: Verdict
+
+
+def verdict(diff: Interval, *, higher_is_better: bool = True) -> Verdict:
+    lo, hi = (diff.lo, diff.hi) if higher_is_better else (-diff.hi, -diff.lo)
+    return "beats" if lo > 0 else "loses" if hi < 0 else "ties"
+
+
+def paired_difference(
+    a: Measured,
+    b: Measured,
+    stat: Callable[[dict[str, float]], float],
+    *,
+    resamples: int,
+    seed: int,
+    higher_is_better: bool = True,
+) -> Paired:
+    """``stat(a) - stat(b)`` with a paired bootstrap CI: each resample draws one set of item indices per item
+    count and applies it to both methods (and to every metric over those items), so the noise the two share,
+    the prompt and the random numbers of each completion, cancels."""
+    counts = {it.n for m in (a, b) for it in m.items.values() if it.resample}
+    if {name: it.n for name, it in a.items.items()} != {name: it.n for name, it in b.items.items()}:
+        raise ValueError("paired difference of methods measured on different items")
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        draw = {n: rng.integers(0, n, n) for n in sorted(counts)}
+        draws.append(stat(a.point(draw)) - stat(b.point(draw)))
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    diff = Interval(stat(a.point()) - stat(b.point()), float(lo), float(hi))
+    return Paired(diff, verdict(diff, higher_is_better=higher_is_better))
+
+
 class SplitEvaluator:
     """Measures any intervention the way ``compare`` does, on one split: its prompts, gold passages, neutral
     text and off-target prompts (held-out: the ``compare.seed``; search: the generation seed),
@@ -104,6 +166,8 @@ class SplitEvaluator:
         metrics = metrics_for(cfg, data) | COMPARED
         self.evaluator = Evaluator(metrics, data.eval_data(split), bertscorer=scorers.bert, embedder=scorers.embedder)
         self.objective = Objective(cfg.objective)
+        self.seed = {"search": cfg.generation.seed, "validation": cfg.select.seed, "heldout": cfg.compare.seed}[split]
+        self.n = cfg.select.n if split == "validation" else cfg.compare.n
 
     def on(self, split: str) -> SplitEvaluator:
         """The same model and scorers on another split."""
@@ -118,23 +182,49 @@ class SplitEvaluator:
         return coeffs[values.index(max(values))], values
 
     @torch.no_grad()
-    def __call__(self, method: Method) -> tuple[Evaluation, list[str]]:
-        """The evaluation of one method and its completions. Each metric is a bootstrap 95% CI over its items
-        (completions, neutral texts or off-target prompts); metrics that are not means over items
-        (distinct-n, a single-batch log-likelihood) are point values under ``corpus``."""
+    def measure(self, method: Method) -> Measured:
+        """One method's completions on this split (``self.n`` per prompt, this split's seed) and every
+        metric's items: completions, neutral texts or off-target prompts."""
         prompts = list(self.data.prompts.part(self.split))
-        seed = self.cfg.compare.seed if self.split == "heldout" else self.cfg.generation.seed
-        gen = dataclasses.replace(self.cfg.generation, n=self.cfg.compare.n, seed=seed, first_sample=0)
+        gen = dataclasses.replace(self.cfg.generation, n=self.n, seed=self.seed, first_sample=0)
         rows = generate(self.model, [method.prefix + p for p in prompts], method.steering, gen)
         texts = [t for row in rows for t in row]
         items = self.evaluator.text_items(texts) | self.evaluator.model_items(self.model, method.steering)
+        return Measured(items, texts, method.prefix)
+
+    def objective_of(self, point: dict[str, float]) -> float | None:
+        """The config's scalar objective on metric values, or None (multi-objective, or a metric missing)."""
+        if not self.objective.metrics <= set(point):
+            return None
+        value = self.objective.value(point)
+        return value if isinstance(value, float) else None
+
+    def evaluation(self, measured: Measured) -> Evaluation:
+        """Each metric as a bootstrap 95% CI over its items; metrics that are not means over items (distinct-n,
+        a single-batch log-likelihood) are point values under ``corpus``."""
         b, ci_seed = self.cfg.compare.bootstrap, self.cfg.compare.seed
+        items = measured.items
         metrics = {name: bootstrap_ci(it, resamples=b, seed=ci_seed) for name, it in items.items() if it.resample}
         corpus = {name: it.value for name, it in items.items() if not it.resample}
         point = {k: v.mean for k, v in metrics.items()} | corpus
-        value = self.objective.value(point) if self.objective.metrics <= set(point) else None
-        scalar = value if isinstance(value, float) else None  # a multi-objective config has no single value
-        return Evaluation(metrics, corpus, scalar, method.prefix), texts
+        return Evaluation(metrics, corpus, self.objective_of(point), measured.prefix)
+
+    def paired(self, a: Measured, b: Measured) -> Paired:
+        """The paired difference of the config's scalar objective, ``a - b``, on this split."""
+        if self.objective_of(a.point()) is None:
+            raise ValueError("paired comparison needs a scalar objective measured on both methods")
+        return paired_difference(
+            a,
+            b,
+            lambda point: float(self.objective_of(point)),  # type: ignore[arg-type]
+            resamples=self.cfg.compare.bootstrap,
+            seed=self.cfg.compare.seed,
+        )
+
+    def __call__(self, method: Method) -> tuple[Evaluation, list[str]]:
+        """The evaluation of one method and its completions."""
+        measured = self.measure(method)
+        return self.evaluation(measured), measured.texts
 
 
 def build_heldout(

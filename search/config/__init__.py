@@ -13,7 +13,9 @@ from search.config.experiment import (
     DataSpec,
     ExperimentConfig,
     ModelSpec,
+    SelectSpec,
     StudySpec,
+    TuneSpec,
 )
 from search.config.loading import (
     FILE_FIELDS,
@@ -36,7 +38,9 @@ __all__ = [
     "DataSpec",
     "ExperimentConfig",
     "ModelSpec",
+    "SelectSpec",
     "StudySpec",
+    "TuneSpec",
     "check_files",
     "find_config",
     "from_dict",

@@ -52,6 +52,40 @@ class BaselineSpec:
 
 
 @dataclass(frozen=True)
+class TuneSpec:
+    """How every hand-written pair is tuned on the search split, so that the search is compared with what a
+    researcher would get by tuning the pair: each baseline's pair at every ``layers`` × ``coeffs`` point (and
+    at the setting written for it) is enqueued as a trial of the study, counted in its budget and pruned like
+    any other. The best complete one per pair is its tuned row in selection and comparison. Empty lists mean
+    the baseline's own layer or coefficient only (no tuning)."""
+
+    layers: tuple[int, ...] = ()
+    coeffs: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(layer < 0 for layer in self.layers):
+            raise ValueError("tune.layers must be >= 0")
+        if any(not c > 0 for c in self.coeffs):
+            raise ValueError("tune.coeffs must be > 0")
+
+
+@dataclass(frozen=True)
+class SelectSpec:
+    """Selection, a stage of its own between search and test: the ``top_k`` distinct best complete trials (by
+    search value) and every tuned baseline are re-evaluated on the validation split (its prompts, passages,
+    neutral text and off-target prompts, ``n`` samples per prompt, seed ``seed``); the best search candidate
+    displaces the best tuned hand-written pair only if the paired 95% CI of their difference lies above 0."""
+
+    top_k: int = 5
+    n: int = 8
+    seed: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or self.n < 1:
+            raise ValueError(f"select.top_k and select.n must be >= 1, got {self.top_k} and {self.n}")
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """The study: sampler, pruner, budget, storage, seed, and how dead workers' trials are found.
 
@@ -114,6 +148,8 @@ class ExperimentConfig:
     space: SpaceSpec = field(default_factory=SpaceSpec)
     fidelity: FidelitySpec = field(default_factory=FidelitySpec)
     study: StudySpec = field(default_factory=StudySpec)
+    tune: TuneSpec = field(default_factory=TuneSpec)
+    select: SelectSpec = field(default_factory=SelectSpec)
     compare: CompareSpec = field(default_factory=CompareSpec)
     adversarial: AdversarialSpec | None = None  # GCG-mutate the baselines' pairs before the study
     distill: DistillSpec | None = None  # `steersearch analyze`: short pairs matching target vectors
@@ -122,5 +158,11 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.adversarial is not None and not self.baselines:
             raise ValueError("adversarial: needs baselines (the hand-written pairs it mutates)")
+        seeds = {"generation.seed": self.generation.seed, "select.seed": self.select.seed}
+        if self.compare.seed in seeds.values() or len(set(seeds.values())) < 2:
+            raise ValueError(
+                f"generation.seed, select.seed and compare.seed must differ (each split gets fresh random numbers), "
+                f"got {self.generation.seed}, {self.select.seed}, {self.compare.seed}"
+            )
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ValueError(f"name {self.name!r} must be a plain folder name")

@@ -1,5 +1,6 @@
 """The report's figures, drawn on ``matplotlib.figure.Figure`` (no pyplot state, no backend switch at import):
-optimisation history, parameter importances, the frac × coeff heatmap, the Pareto front, length vs strength.
+optimisation history, parameter importances, the frac × coeff heatmap, the Pareto front, length vs strength,
+and the winner's curse (each selection contender's objective on search, validation and test).
 
 Each function writes one PNG and returns its path, or None when the study has nothing to show.
 """
@@ -16,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import params
 from search.analysis.length import LengthReport
+from search.analysis.select import Selection
 
 logger = logging.getLogger(__name__)
 
@@ -168,4 +170,34 @@ def fig_length(report: LengthReport, path: Path) -> Path:
         ax.set_title(title, fontsize=10)
     axes[2].set_yscale("log", base=2)
     axes[1].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def fig_selection(selection: Selection, path: Path) -> Path | None:
+    """Each contender's objective on the search, validation and test splits, one line each: search candidates
+    fall from the search split to the others (the winner's curse); hand-written pairs are drawn dashed."""
+    shown = [c for c in selection.contenders if c.search is not None]
+    if not shown:
+        return None
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    for c in shown:
+        ys = [c.search, c.validation.objective, c.test.objective if c.test is not None else None]
+        xs = [i for i, y in enumerate(ys) if y is not None]
+        vals = [float(y) for y in ys if y is not None]
+        winner = c.name == selection.winner
+        ax.plot(
+            xs,
+            vals,
+            marker="o",
+            linestyle="--" if c.kind == "tuned" else "-",
+            linewidth=2.5 if winner else 1.2,
+            color="#cc6677" if c.kind == "tuned" else "#4477aa",
+            alpha=1.0 if winner else 0.6,
+            label=("winner: " if winner else "") + c.name[:60],
+        )
+    ax.set_xticks([0, 1, 2], ["search", "validation", "test"])
+    ax.set_ylabel("objective")
+    ax.set_title("Selection: search-split values fall on new prompts (winner's curse)")
+    ax.legend(fontsize=6, loc="best")
     return _save(fig, path)

@@ -22,8 +22,9 @@ from search.analysis.compare import Comparison
 from search.analysis.distill import DistillReport
 from search.analysis.evaluation import SHOWN_METRICS
 from search.analysis.length import LengthReport
-from search.report.figures import fig_frac_coeff, fig_history, fig_importances, fig_length, fig_pareto
-from search.report.tables import comparison_table, distill_table, length_table
+from search.analysis.select import Selection
+from search.report.figures import fig_frac_coeff, fig_history, fig_importances, fig_length, fig_pareto, fig_selection
+from search.report.tables import comparison_table, distill_table, length_table, selection_table, verdict_text
 from search.space import AdditionChoice
 
 Section = Callable[[Path, Path], list[str]]
@@ -95,14 +96,31 @@ def study_sections(run_dir: Path, study: optuna.Study, term_names: list[str], fi
         if path is not None:
             md += ["", f"## {title}", "", f"![{title}](figures/{path.name})"]
 
+    selection = Selection.load(run_dir)
+    if selection:
+        md += ["", "## Selection on the validation split", ""]
+        md.append(
+            f"The top search trials and every hand-written pair at its tuned setting, re-evaluated on "
+            f"{len(selection.prompts)} validation prompts, {selection.samples_per_prompt} samples each, seed "
+            f"{selection.seed}. {selection.summary()}"
+        )
+        md += ["", selection_table(selection)]
+        path = fig_selection(selection, figs_dir / "selection.png")
+        if path is not None:
+            md += ["", f"![Selection](figures/{path.name})"]
+
     md += ["", "## Best vs hand-written", ""]
     if comparison:
         md.append(
-            f"Held-out prompts ({len(comparison.prompts)}), held-out seed {comparison.seed}, held-out "
+            f"Held-out (test) prompts ({len(comparison.prompts)}), held-out seed {comparison.seed}, held-out "
             f"gold passages; {comparison.samples_per_prompt} samples per prompt; mean "
-            f"[95% bootstrap CI, {comparison.bootstrap_resamples} resamples]."
+            f"[95% bootstrap CI, {comparison.bootstrap_resamples} resamples]; differences are paired (same "
+            'prompts and seeds): "beats" means the paired 95% CI lies above 0.'
         )
         md += ["", comparison_table(comparison)]
+        verdict = verdict_text(comparison)
+        if verdict:
+            md += ["", verdict]
     else:
         md.append("Search split only (run `steersearch compare` for the held-out comparison with CIs).")
         md.append("")

@@ -1,5 +1,5 @@
-"""The report's Markdown tables: the held-out comparison, distillation, length vs strength. The CLI prints the
-same tables."""
+"""The report's Markdown tables: the held-out comparison, selection, distillation, length vs strength. The CLI
+prints the same tables."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 from search.analysis.compare import Comparison
 from search.analysis.distill import DistillReport
-from search.analysis.evaluation import Evaluation, Interval, shown_metrics
+from search.analysis.evaluation import Evaluation, Interval, Paired, shown_metrics
 from search.analysis.length import LengthReport
+from search.analysis.select import Selection
 
 
 def fmt_ci(v: Interval | None) -> str:
@@ -16,12 +17,63 @@ def fmt_ci(v: Interval | None) -> str:
     return f"{v.mean:.3f} [{v.lo:.3f}, {v.hi:.3f}]" if v else "–"
 
 
+def fmt_paired(p: Paired | None) -> str:
+    """``beats +0.012 [+0.004, +0.020]``: the verdict and the paired difference with its CI."""
+    if p is None:
+        return "–"
+    d = p.diff
+    return f"{p.verdict} {d.mean:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]"
+
+
 def comparison_table(comparison: Comparison, metrics: Sequence[str] | None = None) -> str:
-    """One row per method, ``mean [lo, hi]`` per metric (default: the shown metrics that were measured)."""
+    """One row per method: its objective, ``mean [lo, hi]`` per metric (default: the shown metrics that were
+    measured) and, where selection ran, its paired difference from the tuned hand-written pair and from
+    prompting. The winner is marked."""
     metrics = list(metrics) if metrics is not None else shown_metrics(comparison.methods.values())
-    rows = ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    against = [r for r in (comparison.reference, comparison.prompting) if r and comparison.paired]
+    heads = ["method", "objective", *metrics]
+    heads += ["vs tuned hand-written" if r == comparison.reference else "vs prompting" for r in against]
+    rows = ["| " + " | ".join(heads) + " |", "|---" * len(heads) + "|"]
     for name, e in comparison.methods.items():
-        rows.append(f"| {name} | " + " | ".join(fmt_ci(e.metrics.get(m)) for m in metrics) + " |")
+        shown = f"**winner**: {name}" if name == comparison.winner else name
+        cells = [shown, f"{e.objective:.4f}" if e.objective is not None else "–"]
+        cells += [fmt_ci(e.metrics.get(m)) for m in metrics]
+        cells += [fmt_paired(comparison.paired.get(name, {}).get(r)) for r in against]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def verdict_text(comparison: Comparison) -> str:
+    """The winner's outcome on the test split in words (empty where no selection ran)."""
+    if comparison.winner is None:
+        return ""
+    lines = []
+    paired = comparison.paired.get(comparison.winner, {})
+    for ref, what in ((comparison.reference, "the tuned hand-written pair"), (comparison.prompting, "prompting")):
+        if ref is not None and ref in paired:
+            d = paired[ref].diff
+            lines.append(f"{paired[ref].verdict} {what} ({d.mean:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}])")
+    if not lines:
+        return f"Winner: {comparison.winner}."
+    return f"On the test split the winner, {comparison.winner}, " + "; it ".join(lines) + "."
+
+
+def selection_table(selection: Selection) -> str:
+    """The winner's curse in one table: each contender's objective on the search, validation and test splits."""
+    rows = ["| contender | kind | search | validation | test |", "|---|---|---|---|---|"]
+    for c in selection.contenders:
+        name = f"**winner**: {c.name}" if c.name == selection.winner else c.name
+        search = f"{c.search:.4f}" if c.search is not None else "–"
+        val = c.validation.objective
+        test = c.test.objective if c.test is not None else None
+        cells = [
+            name,
+            c.kind,
+            search,
+            f"{val:.4f}" if val is not None else "–",
+            f"{test:.4f}" if test is not None else "–",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 

@@ -1,0 +1,242 @@
+"""Selection: the stage between the search and the test, on a split of its own.
+
+The search split's best value is biased upward: with dozens of noisy candidates, the one that scored best is
+partly the one whose noise was kindest (the winner's curse). So the winner is not the study's best trial. The
+``top_k`` distinct best complete search trials (``select.top_k``; and the best of each candidate source) and
+every hand-written pair at its tuned setting (``search.study.tuned_trials``) are re-evaluated on the
+validation split: its prompts, gold passages, neutral text and off-target prompts, with fresh seeds. The best
+search candidate there displaces the best tuned hand-written pair only if the paired 95% CI of their
+difference lies above 0; otherwise the tuned pair stays the winner. Only then does ``compare`` touch the test
+split, and it records every contender's test value too, so the report can show search, validation and test
+values side by side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.analysis.evaluation import Evaluation, Measured, Method, Paired, SplitEvaluator
+from search.config import ExperimentConfig, from_dict
+from search.outputs import write_text
+from search.space import AdditionChoice, Candidate, Pair
+from search.study import TUNE_ATTR, tuned_trials
+from search.vectors import VectorCache
+from steering.model import SteerableModel
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["tuned", "candidate"]
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One intervention in selection: a hand-written pair at its tuned setting (``tuned``) or a search trial
+    (``candidate``), with its objective on each split (``test`` once ``compare`` ran)."""
+
+    name: str
+    kind: Kind
+    number: int | None  # its trial; None for a hand-written pair whose tuning trials all failed or were pruned
+    candidate: list[dict[str, Any]]
+    search: float | None
+    validation: Evaluation
+    test: Evaluation | None = None
+
+    def steering_of(self, model: SteerableModel, vectors: VectorCache) -> Method:
+        return Method(self.name, Candidate.from_record(self.candidate).steering(model, vectors))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What ``selection.json`` holds: every contender, the winner, the tuned hand-written pair it was held
+    against (``reference``), and the paired validation difference of the best search candidate from it."""
+
+    prompts: tuple[str, ...]
+    samples_per_prompt: int
+    seed: int
+    contenders: tuple[Contender, ...]
+    winner: str
+    reference: str | None  # the best tuned hand-written pair on validation (None: the config has no baselines)
+    best_candidate: str | None  # the best search candidate on validation (None: no complete search trial)
+    paired: Paired | None  # best_candidate - reference on validation
+    trials: int = 0  # finished trials of the study when it was made
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # the select section it was made with
+
+    FILE = "selection.json"
+
+    def save(self, run_dir: Path) -> None:
+        write_text(run_dir / self.FILE, json.dumps(dataclasses.asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Selection | None:
+        path = run_dir / cls.FILE
+        return from_dict(cls, json.loads(path.read_text()), cls.FILE) if path.exists() else None
+
+    def contender(self, name: str) -> Contender:
+        return next(c for c in self.contenders if c.name == name)
+
+    def summary(self) -> str:
+        """The outcome in words."""
+        if self.best_candidate is None:
+            return f"No search candidate completed; the winner is {self.winner}."
+        if self.reference is None or self.paired is None:
+            return f"The winner is the best search candidate on validation, {self.winner} (no hand-written pair)."
+        d = self.paired.diff
+        shown = f"{d.mean:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}]"
+        if self.paired.verdict == "beats":
+            return f"The best search candidate beats the tuned hand-written pair on validation ({shown}): it wins."
+        return (
+            f"The best search candidate {self.paired.verdict} the tuned hand-written pair on validation "
+            f"({shown}), so the tuned hand-written pair stays the winner."
+        )
+
+
+def source_of(record: list[dict[str, Any]]) -> str:
+    """A candidate's source: ``hand-written``, ``template``, ``adversarial``, ``learned (from zeros)``,
+    ``learned (fine-tuned pair)``; several additions are ``mixed`` unless they agree."""
+    sources = {_source_label(r) for r in record}
+    return sources.pop() if len(sources) == 1 else "mixed"
+
+
+def _source_label(r: dict[str, Any]) -> str:
+    source = str(r.get("source", "hand-written"))
+    if source == "learned" and r.get("fit"):
+        return f"learned ({'fine-tuned pair' if r['fit']['init'] == 'pair' else 'from zeros'})"
+    return source
+
+
+def _ranked(study: optuna.Study) -> list[FrozenTrial]:
+    """Complete trials with a finite value, best first (ties: the earlier trial first)."""
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value) and t.user_attrs.get("candidate")
+    ]
+    return sorted(trials, key=lambda t: (-sign * float(t.value), t.number))  # type: ignore[arg-type]
+
+
+def _value(trial: FrozenTrial) -> float:
+    assert trial.value is not None
+    return float(trial.value)
+
+
+def _key(record: list[dict[str, Any]]) -> str:
+    return json.dumps(record, sort_keys=True)
+
+
+class Entry(NamedTuple):
+    """A contender before validation: its row name, trial, candidate record and search-split value."""
+
+    name: str
+    number: int | None
+    record: list[dict[str, Any]]
+    search: float | None
+
+
+def tuned_rows(cfg: ExperimentConfig, study: optuna.Study) -> list[Entry]:
+    """Each distinct hand-written pair at its tuned setting: ``(name, trial, candidate record, search value)``;
+    a pair without a complete tuning trial at the setting first written for it (no trial, no value)."""
+    tuned = tuned_trials(study)
+    rows: list[Entry] = []
+    seen: set[str] = set()
+    for b in cfg.baselines:
+        label = Pair(*b.pair).label
+        if label in seen:
+            continue
+        seen.add(label)
+        trial = tuned.get(label)
+        if trial is not None:
+            record = trial.user_attrs["candidate"]
+            choice = Candidate.from_record(record).additions[0]
+            name = f"tuned hand-written: {label} (layer {choice.layer}, coeff {choice.coeff:g})"
+            rows.append(Entry(name, trial.number, record, _value(trial)))
+        else:
+            cand = Candidate((AdditionChoice(Pair(*b.pair), b.layer, b.coeff, b.frac, b.mask, b.positions),))
+            name = f"hand-written, not tuned: {label} (layer {b.layer}, coeff {b.coeff:g})"
+            rows.append(Entry(name, None, cand.record(), None))
+    return rows
+
+
+def candidate_rows(cfg: ExperimentConfig, study: optuna.Study, exclude: set[str]) -> list[Entry]:
+    """The ``select.top_k`` distinct best complete search trials that are not tuning trials (and whose
+    candidate is not in ``exclude``), then, with ``compare.per_source``, the best of each source not among them."""
+    chosen: list[Entry] = []
+    seen = set(exclude)
+    best_of_source: dict[str, FrozenTrial] = {}
+    for t in _ranked(study):
+        if t.user_attrs.get(TUNE_ATTR) is not None:
+            continue
+        record = t.user_attrs["candidate"]
+        best_of_source.setdefault(source_of(record), t)
+        key = _key(record)
+        if key in seen or len(chosen) >= cfg.select.top_k:
+            continue
+        seen.add(key)
+        rank = len(chosen) + 1
+        name = f"search #{rank} (trial {t.number}): {Candidate.from_record(record).describe()}"
+        chosen.append(Entry(name, t.number, record, _value(t)))
+    if cfg.compare.per_source:
+        for source, t in sorted(best_of_source.items()):
+            record = t.user_attrs["candidate"]
+            if _key(record) not in seen:
+                seen.add(_key(record))
+                name = f"best {source} (trial {t.number}): {Candidate.from_record(record).describe()}"
+                chosen.append(Entry(name, t.number, record, _value(t)))
+    return chosen
+
+
+def select_winner(
+    cfg: ExperimentConfig, study: optuna.Study, validation: SplitEvaluator, vectors: VectorCache
+) -> Selection:
+    """Evaluate the contenders on the validation split and choose the winner (module docstring)."""
+    if len(study.directions) > 1:
+        raise ValueError("selection needs a scalar objective (objective.kind: scalar)")
+    if validation.split != "validation":
+        raise ValueError(f"selection runs on the validation split, not {validation.split!r}")
+    tuned = tuned_rows(cfg, study)
+    candidates = candidate_rows(cfg, study, {_key(e.record) for e in tuned})
+    measured: dict[str, Measured] = {}
+    contenders = []
+    rows: list[tuple[Kind, Entry]] = [*(("tuned", e) for e in tuned), *(("candidate", e) for e in candidates)]
+    for kind, (name, number, record, value) in rows:
+        logger.info("validating %s", name)
+        method = Method(name, Candidate.from_record(record).steering(validation.model, vectors))
+        measured[name] = validation.measure(method)
+        evaluation = validation.evaluation(measured[name])
+        contenders.append(Contender(name, kind, number, record, value, evaluation))
+
+    def best(kind: Kind) -> str | None:
+        pool = [c for c in contenders if c.kind == kind and c.validation.objective is not None]
+        return max(pool, key=lambda c: c.validation.value).name if pool else None
+
+    reference, best_candidate = best("tuned"), best("candidate")
+    paired = None
+    if reference is not None and best_candidate is not None:
+        paired = validation.paired(measured[best_candidate], measured[reference])
+    if best_candidate is None:
+        winner = reference
+    elif reference is None or (paired is not None and paired.verdict == "beats"):
+        winner = best_candidate
+    else:
+        winner = reference
+    if winner is None:
+        raise ValueError("nothing to select: the study has no complete trial and the config no baseline")
+    return Selection(
+        prompts=tuple(validation.data.prompts.part("validation")),
+        samples_per_prompt=validation.n,
+        seed=validation.seed,
+        contenders=tuple(contenders),
+        winner=winner,
+        reference=reference,
+        best_candidate=best_candidate,
+        paired=paired,
+    )
