@@ -28,7 +28,7 @@ from search.config.features import FidelitySpec
 from search.config.space import SpaceSpec
 from search.space import Candidate, Pair, suggest
 from search.vectors import VectorCache
-from steering import GenerationConfig, generate
+from steering import GenerationConfig, Steering, generate
 from steering.atomic import atomic_write_text
 from steering.model import SteerableModel
 
@@ -117,15 +117,19 @@ class SteeringObjective:
         steering = cand.steering(self.model, self.vectors)
         model_raw = self.evaluator.model_metrics(self.model, steering) if self.evaluator.needs_model else {}
         texts: list[list[str]] = [[] for _ in self.prompts]
-        done = 0
+        done_p = done_s = 0
         value: float | tuple[float, ...] = math.nan
         stored: dict[str, float] = {}  # per-metric attributes already written (model metrics do not change)
-        for rung, total in enumerate(self.fidelity.rungs):
-            cfg = dataclasses.replace(self.generation, n=total - done, first_sample=done)
-            for row, new in zip(texts, generate(self.model, self.prompts, steering, cfg), strict=True):
-                row.extend(new)
-            done = total
-            raw = self.evaluator.text_metrics([t for row in texts for t in row]) | model_raw
+        budget = self.fidelity.budget(len(self.prompts))
+        for rung, (total_p, total_s) in enumerate(budget):
+            self._extend(texts, steering, done_p, done_s, total_p, total_s)
+            done_p, done_s = total_p, total_s
+            rows = texts[:done_p]
+            flat = [t for row in rows for t in row]
+            prompt_of = [p for p, row in zip(self.prompts, rows, strict=False) for _ in row]
+            raw = self.evaluator.text_metrics(flat) | model_raw
+            raw |= {k: v.value for k, v in self.evaluator.completion_items(self.model, prompt_of, flat).items()}
+            raw |= self.evaluator.derived(raw)
             value = self.objective.value(raw)
             values = value if isinstance(value, tuple) else (value,)
             if not all(math.isfinite(v) for v in values):
@@ -135,11 +139,27 @@ class SteeringObjective:
                 if stored.get(name) != float(v):
                     stored[name] = float(v)
                     trial.set_user_attr(METRIC_ATTR_PREFIX + name, float(v))
-            trial.set_user_attr("samples_per_prompt", done)
-            if not self.multi and rung < len(self.fidelity.rungs) - 1:
-                trial.report(float(values[0]), step=total)
+            trial.set_user_attr("samples_per_prompt", done_s)
+            trial.set_user_attr("prompts_used", done_p)
+            if not self.multi and rung < len(budget) - 1:
+                step = done_s if self.fidelity.prompts is None else done_p * done_s  # completions so far
+                trial.report(float(values[0]), step=step)
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after {total} samples per prompt")
+                    raise optuna.TrialPruned(f"pruned after {done_p} prompts x {done_s} samples")
         if self.sink is not None:
             self.sink.write(trial.number, self.prompts, texts)
         return value
+
+    def _extend(
+        self, texts: list[list[str]], steering: Steering, done_p: int, done_s: int, total_p: int, total_s: int
+    ) -> None:
+        """Grow ``texts`` from ``done_p`` prompts x ``done_s`` samples to ``total_p`` x ``total_s``: new samples of
+        the prompts already used, then every sample of the new prompts, each seeded by its own prompt and
+        sample index, so the result equals one call on the full budget."""
+        calls = [(0, done_p, done_s, total_s - done_s), (done_p, total_p, 0, total_s)]
+        for lo, hi, first_sample, n in calls:
+            if hi <= lo or n <= 0:
+                continue
+            cfg = dataclasses.replace(self.generation, n=n, first_sample=first_sample, first_prompt=lo)
+            for row, new in zip(texts[lo:hi], generate(self.model, self.prompts[lo:hi], steering, cfg), strict=True):
+                row.extend(new)

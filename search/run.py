@@ -3,23 +3,28 @@ up to date. The CLI's ``run`` command renders the report afterwards (``search.re
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
-from objectives import Evaluator, Objective
+from objectives import Objective
 from search.adversarial import Start, load_or_mutate
 from search.config import BaselineSpec, ConfigError, ExperimentConfig
+from search.config.features import FidelitySpec
 from search.objective import CompletionSink, SteeringObjective
 from search.outputs import check_run_folder, update_run_files, write_run_start
 from search.preflight import preflight
 from search.session import (
     ExperimentData,
     Scorers,
+    build_evaluator,
+    calibrate,
     full_pool,
     load_data,
     load_experiment_model,
@@ -102,7 +107,10 @@ def run_search(
     winners = adversarial_winners(cfg, data, model, out)
     pool = full_pool(cfg, [Pair(*w.pair, "adversarial") for w in winners])
     scorers = scorers or Scorers.build(cfg, metrics, data)
-    evaluator = Evaluator(metrics, data.eval_data("search"), bertscorer=scorers.bert, embedder=scorers.embedder)
+    evaluator = build_evaluator(cfg, data, "search", scorers, metrics)
+    prompts = search_prompts(data.prompts.search, cfg.fidelity, cfg.generation.seed)
+    full = dataclasses.replace(cfg.generation, n=cfg.fidelity.rungs[-1], first_sample=0)
+    calibrate(evaluator, model, prompts, full)  # steer_score's anchors, if the objective uses it
     vectors = vector_cache(cfg, data, out)
 
     def enqueue_once(study: optuna.Study) -> None:  # only the worker that creates the study
@@ -129,7 +137,7 @@ def run_search(
         objective=objective,
         space=cfg.space,
         pool=pool,
-        prompts=data.prompts.search,
+        prompts=prompts,
         generation=cfg.generation,
         fidelity=cfg.fidelity,
         vectors=vectors,
@@ -159,6 +167,20 @@ def run_search(
         best = update_run_files(study, out)
         save_best_vectors(best, model, vectors, out / "vectors")
     return study
+
+
+def search_prompts(prompts: Sequence[str], fidelity: FidelitySpec, seed: int) -> list[str]:
+    """The search prompts a trial uses, in order: as written, or with prompt rungs (``fidelity.prompts``) the
+    first ``fidelity.prompts[-1]`` of a permutation seeded by ``seed``, so that every rung's prefix is a random
+    subset of the split rather than its first few styles."""
+    if fidelity.prompts is None:
+        return list(prompts)
+    try:
+        n = fidelity.budget(len(prompts))[-1][0]
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    order = np.random.default_rng(seed).permutation(len(prompts))
+    return [prompts[i] for i in order[:n]]
 
 
 def save_best_vectors(best: dict[str, Any], model: SteerableModel, vectors: VectorCache, directory: Path) -> None:

@@ -39,6 +39,8 @@ class GenerationConfig:
         batch_size: rows per forward pass.
         first_sample: index of the first sample; samples ``first_sample .. first_sample + n - 1`` are drawn,
             so a later call can extend an earlier one exactly (multi-fidelity scoring).
+        first_prompt: index of the first prompt; prompt ``i`` of a call is seeded as prompt
+            ``first_prompt + i``, so a later call on more prompts continues an earlier one exactly.
     """
 
     max_new_tokens: int = 40
@@ -49,6 +51,7 @@ class GenerationConfig:
     seed: int = 0
     batch_size: int = 64
     first_sample: int = 0
+    first_prompt: int = 0
 
     def __post_init__(self) -> None:
         checks = {
@@ -59,6 +62,7 @@ class GenerationConfig:
             "freq_penalty": self.freq_penalty >= 0,
             "batch_size": self.batch_size >= 1,
             "first_sample": self.first_sample >= 0,
+            "first_prompt": self.first_prompt >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -106,7 +110,7 @@ def generate_candidates(
         chunk = rows[lo : lo + config.batch_size]
         texts = [prompts[p] for _, p, _ in chunk]
         steering_rows = [list(candidates[c]) for c, _, _ in chunk]
-        seeds = [_row_seed(config.seed, p, config.first_sample + s) for _, p, s in chunk]
+        seeds = [_row_seed(config.seed, config.first_prompt + p, config.first_sample + s) for _, p, s in chunk]
         for (c, p, s), text in zip(chunk, generate_batch(model, texts, steering_rows, seeds, config), strict=True):
             out[c][p][s] = text
         logger.debug("generated %d/%d rows", min(lo + config.batch_size, len(rows)), len(rows))

@@ -236,7 +236,7 @@ ROWS = [
     run("objective.terms-empty", "objective: objective needs at least one term", config({"objective.terms": []})),
     run(
         "fidelity.rungs-empty",
-        "fidelity.rungs must be increasing sample counts, got []",
+        "fidelity.rungs must list at least one sample count",
         config({"fidelity.rungs": []}),
     ),
     # --- wrong types ---

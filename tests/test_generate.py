@@ -100,6 +100,13 @@ def test_first_sample_extends_an_earlier_call_exactly(tiny: SteerableModel) -> N
     assert [h + t for h, t in zip(head, tail, strict=True)] == full
 
 
+def test_first_prompt_continues_an_earlier_call_on_fewer_prompts(tiny: SteerableModel) -> None:
+    full = generate(tiny, PROMPTS, _steer(tiny), GenerationConfig(max_new_tokens=6, n=2, seed=2))
+    rest = generate(tiny, PROMPTS[1:], _steer(tiny), GenerationConfig(max_new_tokens=6, n=2, seed=2, first_prompt=1))
+    assert rest == full[1:]
+    assert generate(tiny, PROMPTS[1:], _steer(tiny), GenerationConfig(max_new_tokens=6, n=2, seed=2)) != full[1:]
+
+
 def test_a_vector_longer_than_the_prompt_adds_to_prompt_positions_only(tiny: SteerableModel) -> None:
     """Front additions belong to the prompt pass. With a 2-token prompt and an 8-position vector, a decode
     step that also received the vector would change the text from the second generated token on."""

@@ -22,7 +22,14 @@ DATA = EvalData(gold=("The bride and the groom danced at the wedding.",), neutra
 GEN = GenerationConfig(max_new_tokens=6, n=1)
 
 
-def _objective(tiny: SteerableModel, tmp_path: Path, rungs=(1, 3), metrics=("bertscore_f1", "ppl_ratio")):
+def _objective(
+    tiny: SteerableModel,
+    tmp_path: Path,
+    rungs=(1, 3),
+    metrics=("bertscore_f1", "ppl_ratio"),
+    fidelity: FidelitySpec | None = None,
+    prompts=("I went up to my friend and said", "The other day"),
+):
     ev = Evaluator(set(metrics), DATA, bertscorer=FakeBertScorer())  # type: ignore[arg-type]
     obj = Objective(ObjectiveSpec(terms=tuple(Term(m) for m in metrics if m != "ppl_ratio")))
     return SteeringObjective(
@@ -31,9 +38,9 @@ def _objective(tiny: SteerableModel, tmp_path: Path, rungs=(1, 3), metrics=("ber
         objective=obj,
         space=SpaceSpec(layer=IntRange(0, 1), coeff=FloatRange(1.0, 8.0)),
         pool=POOL,
-        prompts=["I went up to my friend and said", "The other day"],
+        prompts=list(prompts),
         generation=GEN,
-        fidelity=FidelitySpec(rungs),
+        fidelity=fidelity or FidelitySpec(rungs),
         sink=CompletionSink(tmp_path / "completions"),
     )
 
@@ -69,6 +76,43 @@ def test_rungs_reuse_samples(tiny: SteerableModel, tmp_path: Path) -> None:
     assert got == full
     fresh = generate(tiny, objective.prompts, cand.steering(tiny, objective.vectors), dataclasses.replace(GEN, n=2))
     assert [row[1:] for row in got] != fresh  # not merely n new samples: the rung continued the sample sequence
+
+
+def test_prompt_rungs_extend_to_the_full_budget_exactly(tiny: SteerableModel, tmp_path: Path) -> None:
+    """Rungs over prompts and samples, (1 prompt x 1 sample) -> (3 x 2) -> (4 x 3): a survivor ends with
+    exactly the completions of one call on all 4 prompts x 3 samples."""
+    prompts = ("I went up to my friend and said", "The other day", "Here is how to", "Honestly, I think that")
+    fidelity = FidelitySpec(rungs=(1, 2, 3), prompts=(1, 3, 4))
+    objective = _objective(tiny, tmp_path, fidelity=fidelity, prompts=prompts)
+    trial = optuna.trial.FixedTrial({"pair": POOL[0].label, "layer": 1, "coeff": 4.0}, number=4)
+    objective(trial)
+    assert trial.user_attrs["prompts_used"] == 4 and trial.user_attrs["samples_per_prompt"] == 3
+    lines = [json.loads(x) for x in (tmp_path / "completions" / "trial_00004.jsonl").read_text().splitlines()]
+    got = [[r["text"] for r in lines if r["prompt_index"] == p] for p in range(4)]
+    cand = Candidate.from_record(trial.user_attrs["candidate"])
+    assert got == generate(tiny, list(prompts), cand.steering(tiny, objective.vectors), dataclasses.replace(GEN, n=3))
+
+
+def test_prompt_rungs_prune_on_few_prompts(tiny: SteerableModel, tmp_path: Path) -> None:
+    prompts = ("I went up to my friend and said", "The other day", "Here is how to")
+    objective = _objective(tiny, tmp_path, fidelity=FidelitySpec(rungs=(2, 2), prompts=(1, 3)), prompts=prompts)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=10.0))
+    study.optimize(objective, n_trials=2)
+    assert all(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+    assert all(t.user_attrs["prompts_used"] == 1 for t in study.trials)
+    assert all(t.intermediate_values == {2: t.intermediate_values[2]} for t in study.trials)  # step = completions
+
+
+@pytest.mark.parametrize(
+    ("rungs", "prompts", "match"),
+    [((1, 2), (4,), "one entry per rung"), ((2, 2), (4, 4), "increasing"), ((2, 1), (2, 4), "increasing")],
+)
+def test_bad_prompt_rungs(rungs, prompts, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        FidelitySpec(rungs, prompts)
+    assert FidelitySpec((2, 2), (2, 4)).budget(4) == [(2, 2), (4, 2)]
+    with pytest.raises(ValueError, match="the search split has 3"):
+        FidelitySpec((2, 2), (2, 4)).budget(3)
 
 
 def test_failed_trial_is_recorded_and_study_goes_on(tiny: SteerableModel, tmp_path: Path, monkeypatch) -> None:

@@ -99,12 +99,36 @@ class LengthSpec:
 
 @dataclass(frozen=True)
 class FidelitySpec:
-    """Cumulative samples per prompt at each rung; the last rung is the full budget."""
+    """Multi-fidelity: what each rung of a trial spends; after every rung but the last the pruner may stop it.
+
+    ``rungs``: cumulative samples per prompt at each rung. ``prompts`` (optional, one entry per rung):
+    cumulative search prompts at each rung, in a fixed shuffled order of the search split (seeded by the
+    generation seed), so a first rung on a few prompts already sees every style; the last entry is the
+    full budget. Later rungs extend earlier ones exactly (the same completions a single full call gives)."""
 
     rungs: tuple[int, ...] = (8,)
+    prompts: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not self.rungs or any(b <= a for a, b in zip(self.rungs, self.rungs[1:], strict=False)):
-            raise ValueError(f"rungs must be increasing sample counts, got {list(self.rungs)}")
+        if not self.rungs:
+            raise ValueError("rungs must list at least one sample count")
         if self.rungs[0] < 1:
             raise ValueError("rungs must be >= 1")
+        steps = list(zip(self.rungs, self.prompts or [0] * len(self.rungs), strict=False))
+        if self.prompts is not None:
+            if len(self.prompts) != len(self.rungs):
+                raise ValueError(
+                    f"fidelity.prompts needs one entry per rung ({len(self.rungs)}), got {list(self.prompts)}"
+                )
+            if self.prompts[0] < 1:
+                raise ValueError("fidelity.prompts must be >= 1")
+        if any(b[0] < a[0] or b[1] < a[1] or b == a for a, b in zip(steps, steps[1:], strict=False)):
+            what = "(samples, prompts) pairs" if self.prompts is not None else "sample counts"
+            raise ValueError(f"rungs must be increasing {what}, got {list(self.rungs)} / {self.prompts}")
+
+    def budget(self, n_prompts: int) -> list[tuple[int, int]]:
+        """``(prompts, samples per prompt)`` at each rung, for a search split of ``n_prompts`` prompts."""
+        if self.prompts is not None and self.prompts[-1] > n_prompts:
+            raise ValueError(f"fidelity.prompts asks for {self.prompts[-1]} prompts; the search split has {n_prompts}")
+        counts = self.prompts or (n_prompts,) * len(self.rungs)
+        return list(zip(counts, self.rungs, strict=True))
