@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from objectives.steer_score import SteerSpec
+
 MAXIMIZE, MINIMIZE = "maximize", "minimize"
 
 METRICS: dict[str, str] = {
@@ -25,6 +27,11 @@ METRICS: dict[str, str] = {
     "ppl_ratio": MINIMIZE,
     "kl": MINIMIZE,
     "gold_loglik": MAXIMIZE,
+    "completion_ppl": MINIMIZE,
+    "concept_score": MAXIMIZE,
+    "fluency_score": MAXIMIZE,
+    "offtarget_score": MAXIMIZE,
+    "steer_score": MAXIMIZE,
 }
 """Every metric an objective may name, with the direction that is better."""
 
@@ -74,6 +81,7 @@ class ObjectiveSpec:
     kind: Literal["scalar", "multi"] = "scalar"
     terms: tuple[Term, ...] = (Term("bertscore_f1"),)
     constraints: tuple[Constraint, ...] = field(default_factory=tuple)
+    steer: SteerSpec = field(default_factory=SteerSpec)  # anchors of steer_score and its parts
 
     def __post_init__(self) -> None:
         if not self.terms:

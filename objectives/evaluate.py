@@ -6,22 +6,27 @@ references are encoded once here, in ``__init__``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from objectives.bertscore import BertScorer
 from objectives.compose import check_metric
 from objectives.damage import GoldLogLikelihood, OffTargetKL, PerplexityRatio
 from objectives.embedding import EmbeddingSimilarity
-from objectives.items import Items, list_mean, point, tensor_mean
+from objectives.items import Items, list_mean, point, ratio_of_sums, tensor_mean
 from objectives.keywords import KeywordRate
+from objectives.steer_score import DERIVED, NEEDS, Calibration, SteerSpec, steer_parts
 from objectives.text import distinct_n, repetition_rates
 from steering import Steering
 from steering.model import SteerableModel
+from steering.scoring import continuation_logprobs
 
 BERTSCORE = {"bertscore_p", "bertscore_r", "bertscore_f1"}
 TEXT = {"distinct_1", "distinct_2", "rep_rate"}
 MODEL_BASED = {"ppl_ratio", "kl", "gold_loglik"}
+COMPLETION = {"completion_ppl"}
+"""Metrics of the completions under the unsteered model (they need the prompts and the model)."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +56,15 @@ class Evaluator:
         *,
         bertscorer: BertScorer | None = None,
         embedder: EmbeddingSimilarity | None = None,
+        steer: SteerSpec = SteerSpec(),  # noqa: B008 (frozen)
+        calibration: Calibration | None = None,
     ) -> None:
         self.metrics = {check_metric(m) for m in metrics}
+        if self.metrics & DERIVED:
+            self.metrics |= NEEDS
         if not data.gold:
             raise ValueError("gold set is empty")
+        self.steer, self.calibration, self.gold = steer, calibration, data.gold
         want = self.metrics
         self._bert = self._bert_refs = None
         if want & BERTSCORE:
@@ -74,6 +84,49 @@ class Evaluator:
     @property
     def needs_model(self) -> bool:
         return bool(self.metrics & MODEL_BASED)
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether a derived metric (``steer_score`` and its parts) is requested: it needs ``calibrate`` first."""
+        return bool(self.metrics & DERIVED)
+
+    def completion_items(
+        self, model: SteerableModel, prompts: Sequence[str], completions: Sequence[str]
+    ) -> dict[str, Items]:
+        """``completion_ppl``: perplexity of each completion given its prompt under the *unsteered* model
+        (resampled as whole completions), if requested. ``prompts[i]`` is the prompt of ``completions[i]``."""
+        if "completion_ppl" not in self.metrics:
+            return {}
+        logp, n = continuation_logprobs(model, list(prompts), list(completions), [[]])
+        nll = ratio_of_sums(-logp, n.clamp(min=1).to(logp.dtype))
+        return {"completion_ppl": Items(len(n), lambda idx: math.exp(nll.stat(idx)))}
+
+    def calibrate(self, model: SteerableModel, prompts: Sequence[str], unsteered: Sequence[str]) -> Calibration:
+        """Measure (and keep) this split's ``Calibration``: the unsteered model's completions (``prompts[i]`` is
+        the prompt of ``unsteered[i]``), and each gold passage of the split scored against the split's other
+        passages (leave one out), so concept 1 means "as close to the gold set as its own passages are"."""
+        if self._bert is None:
+            raise ValueError("steer_score needs BERTScore")
+        if len(self.gold) < 2:
+            raise ValueError("steer_score needs at least 2 gold passages per split to anchor concept_score")
+        raw = self.text_metrics(unsteered) | {
+            k: v.value for k, v in self.completion_items(model, prompts, unsteered).items()
+        }
+        gold = list(self.gold)
+        loo = [
+            float(self._bert.score([g], self._bert.references(gold[:i] + gold[i + 1 :])).f1.mean())
+            for i, g in enumerate(gold)
+        ]
+        self.calibration = Calibration(raw["bertscore_f1"], sum(loo) / len(loo), raw["completion_ppl"], raw["rep_rate"])
+        return self.calibration
+
+    def derived(self, raw: Mapping[str, float]) -> dict[str, float]:
+        """``steer_score`` and all its parts from raw values when any of them is requested (else empty)."""
+        if not self.needs_calibration:
+            return {}
+        if self.calibration is None:
+            raise ValueError("steer_score needs the split's calibration: call Evaluator.calibrate first")
+        return steer_parts(raw, self.calibration, self.steer)
 
     def text_items(self, completions: Sequence[str]) -> dict[str, Items]:
         """Each requested text metric as per-completion items (distinct-n as a corpus-level point)."""

@@ -15,14 +15,14 @@ from typing import Any
 import optuna
 import torch
 
-from objectives import EmbeddingSimilarity, EvalData, Objective, load_gold_set, load_split
+from objectives import EmbeddingSimilarity, EvalData, Evaluator, Objective, load_gold_set, load_split
 from objectives.gold import GoldSet, Split
 from search.config import ConfigError, ExperimentConfig
 from search.outputs import recorded_storage
 from search.space import Pair, pair_pool
 from search.study import StorageError, redact, storage_for
 from search.vectors import Fitter, VectorCache, gold_rows
-from steering import load_model
+from steering import GenerationConfig, generate, load_model
 from steering.model import SteerableModel
 
 logger = logging.getLogger(__name__)
@@ -114,6 +114,28 @@ class Scorers:
         )
         embedder = EmbeddingSimilarity(device=cfg.scorer.device) if "embedding_sim" in metrics else None
         return cls(bert, embedder)
+
+
+def build_evaluator(
+    cfg: ExperimentConfig, data: ExperimentData, split: str, scorers: Scorers, metrics: set[str]
+) -> Evaluator:
+    """The objectives layer's evaluator of ``metrics`` on one split of the data."""
+    return Evaluator(
+        metrics, data.eval_data(split), bertscorer=scorers.bert, embedder=scorers.embedder, steer=cfg.objective.steer
+    )
+
+
+def calibrate(
+    evaluator: Evaluator, model: SteerableModel, prompts: Sequence[str], generation: GenerationConfig
+) -> None:
+    """Measure the evaluator's split calibration (``steer_score``'s anchors) from unsteered completions of
+    ``prompts`` under ``generation``, if a derived metric needs it."""
+    if not evaluator.needs_calibration or evaluator.calibration is not None:
+        return
+    rows = generate(model, list(prompts), [], generation)
+    texts = [t for row in rows for t in row]
+    cal = evaluator.calibrate(model, [p for p, row in zip(prompts, rows, strict=True) for _ in row], texts)
+    logger.info("calibrated steer_score on %d unsteered completions: %s", len(texts), cal)
 
 
 def load_experiment_model(cfg: ExperimentConfig) -> SteerableModel:

@@ -20,9 +20,17 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from objectives import Evaluator, Items, Objective
+from objectives import Items, Objective
 from search.config import ExperimentConfig, from_dict
-from search.session import ExperimentData, Scorers, load_data, load_experiment_model, metrics_for
+from search.session import (
+    ExperimentData,
+    Scorers,
+    build_evaluator,
+    calibrate,
+    load_data,
+    load_experiment_model,
+    metrics_for,
+)
 from steering import Addition, Positions, Steering, SteeringVector, generate
 from steering.model import SteerableModel
 
@@ -105,6 +113,15 @@ class Measured:
         }
 
 
+def joint_draws(measured: Measured, resamples: int, seed: int) -> list[dict[int, np.ndarray]]:
+    """Bootstrap resamples of item indices, one index array per item count in each: every metric over the same
+    items (BERTScore and keyword rate over completions) is resampled together, and the same draws applied to
+    two methods pair them."""
+    counts = sorted({it.n for it in measured.items.values() if it.resample})
+    rng = np.random.default_rng(seed)
+    return [{n: rng.integers(0, n, n) for n in counts} for _ in range(resamples)]
+
+
 Verdict = Literal["beats", "ties", "loses"]
 
 
@@ -135,14 +152,9 @@ def paired_difference(
     """``stat(a) - stat(b)`` with a paired bootstrap CI: each resample draws one set of item indices per item
     count and applies it to both methods (and to every metric over those items), so the noise the two share,
     the prompt and the random numbers of each completion, cancels."""
-    counts = {it.n for m in (a, b) for it in m.items.values() if it.resample}
     if {name: it.n for name, it in a.items.items()} != {name: it.n for name, it in b.items.items()}:
         raise ValueError("paired difference of methods measured on different items")
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        draw = {n: rng.integers(0, n, n) for n in sorted(counts)}
-        draws.append(stat(a.point(draw)) - stat(b.point(draw)))
+    draws = [stat(a.point(draw)) - stat(b.point(draw)) for draw in joint_draws(a, resamples, seed)]
     lo, hi = np.percentile(draws, [2.5, 97.5])
     diff = Interval(stat(a.point()) - stat(b.point()), float(lo), float(hi))
     return Paired(diff, verdict(diff, higher_is_better=higher_is_better))
@@ -164,10 +176,11 @@ class SplitEvaluator:
     ) -> None:
         self.cfg, self.data, self.model, self.scorers, self.split = cfg, data, model, scorers, split
         metrics = metrics_for(cfg, data) | COMPARED
-        self.evaluator = Evaluator(metrics, data.eval_data(split), bertscorer=scorers.bert, embedder=scorers.embedder)
+        self.evaluator = build_evaluator(cfg, data, split, scorers, metrics)
         self.objective = Objective(cfg.objective)
         self.seed = {"search": cfg.generation.seed, "validation": cfg.select.seed, "heldout": cfg.compare.seed}[split]
         self.n = cfg.select.n if split == "validation" else cfg.compare.n
+        self.generation = dataclasses.replace(cfg.generation, n=self.n, seed=self.seed, first_sample=0)
 
     def on(self, split: str) -> SplitEvaluator:
         """The same model and scorers on another split."""
@@ -185,28 +198,43 @@ class SplitEvaluator:
     def measure(self, method: Method) -> Measured:
         """One method's completions on this split (``self.n`` per prompt, this split's seed) and every
         metric's items: completions, neutral texts or off-target prompts."""
-        prompts = list(self.data.prompts.part(self.split))
-        gen = dataclasses.replace(self.cfg.generation, n=self.n, seed=self.seed, first_sample=0)
-        rows = generate(self.model, [method.prefix + p for p in prompts], method.steering, gen)
+        prompts = [method.prefix + p for p in self.data.prompts.part(self.split)]
+        calibrate(self.evaluator, self.model, self.data.prompts.part(self.split), self.generation)
+        rows = generate(self.model, prompts, method.steering, self.generation)
         texts = [t for row in rows for t in row]
+        prompt_of = [p for p, row in zip(prompts, rows, strict=True) for _ in row]
         items = self.evaluator.text_items(texts) | self.evaluator.model_items(self.model, method.steering)
+        items |= self.evaluator.completion_items(self.model, prompt_of, texts)
         return Measured(items, texts, method.prefix)
 
+    def full(self, point: dict[str, float]) -> dict[str, float]:
+        """Measured metric values and the derived ones (``steer_score`` and its parts, if requested)."""
+        return point | self.evaluator.derived(point)
+
     def objective_of(self, point: dict[str, float]) -> float | None:
-        """The config's scalar objective on metric values, or None (multi-objective, or a metric missing)."""
-        if not self.objective.metrics <= set(point):
+        """The config's scalar objective on measured metric values, or None (multi-objective, or a metric
+        missing)."""
+        values = self.full(point)
+        if not self.objective.metrics <= set(values):
             return None
-        value = self.objective.value(point)
+        value = self.objective.value(values)
         return value if isinstance(value, float) else None
 
     def evaluation(self, measured: Measured) -> Evaluation:
-        """Each metric as a bootstrap 95% CI over its items; metrics that are not means over items (distinct-n,
-        a single-batch log-likelihood) are point values under ``corpus``."""
+        """Each metric as a bootstrap 95% CI over its items, derived metrics over joint resamples of theirs;
+        metrics that are not means over items (distinct-n, a single-batch log-likelihood) are point values
+        under ``corpus``."""
         b, ci_seed = self.cfg.compare.bootstrap, self.cfg.compare.seed
         items = measured.items
         metrics = {name: bootstrap_ci(it, resamples=b, seed=ci_seed) for name, it in items.items() if it.resample}
         corpus = {name: it.value for name, it in items.items() if not it.resample}
-        point = {k: v.mean for k, v in metrics.items()} | corpus
+        derived = self.evaluator.derived(measured.point())
+        if derived:
+            draws = [self.evaluator.derived(measured.point(d)) for d in joint_draws(measured, b, ci_seed)]
+            for name, value in derived.items():
+                lo, hi = np.percentile([d[name] for d in draws], [2.5, 97.5])
+                metrics[name] = Interval(value, float(lo), float(hi))
+        point = {k: v.mean for k, v in metrics.items() if k not in derived} | corpus
         return Evaluation(metrics, corpus, self.objective_of(point), measured.prefix)
 
     def paired(self, a: Measured, b: Measured) -> Paired:
