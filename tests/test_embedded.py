@@ -7,7 +7,7 @@ import json
 import pytest
 
 from objectives.gold import load_gold_set, load_split
-from search.cli.demo import CONFIGS, DemoSettings, measure_effect
+from search.cli.demo import CONFIGS, DEMO_PROMPTS, DemoSettings, measure_effect
 from steering import EMBEDDED_MODEL_DIR, load_model
 from steering.model import SteerableModel
 
@@ -33,12 +33,12 @@ def test_demo_prompts_are_not_training_text() -> None:
 
     prompts = load_split(CONFIGS / "gold" / "prompts.yaml")
     corpus = "\n".join(generate_corpus(2000, seed=0))
-    assert not [p for p in (*prompts.search, *prompts.heldout) if p in corpus]
+    assert not [p for p in (*prompts.search, *prompts.validation, *prompts.heldout) if p in corpus]
 
 
 def test_it_really_steers(embedded: SteerableModel) -> None:
     """The foundation issue's bar: >= 3x the unsteered wedding-word rate and >= +25 points, n = 64."""
-    prompts = load_split(CONFIGS / "gold" / "prompts.yaml").search
+    prompts = load_split(CONFIGS / "gold" / "prompts.yaml").search[:DEMO_PROMPTS]
     keywords = load_gold_set(CONFIGS / "gold" / "weddings.yaml").keywords
     effect = measure_effect(embedded, DemoSettings(), prompts, keywords)
     assert effect.n == 64

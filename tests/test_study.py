@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from search.adversarial import Start, load_or_mutate
-from search.config import BaselineSpec
+from search.config import BaselineSpec, TuneSpec
 from search.config.features import AdversarialSpec
 from search.config.space import FloatRange, IntRange, PairsSpec, SpaceSpec
 from search.space import pair_pool, suggest
@@ -31,7 +31,7 @@ def test_a_baseline_the_space_cannot_express_is_not_enqueued() -> None:
         "its positions lies outside the search space",
     ]
     study = optuna.create_study(direction="maximize")
-    assert enqueue_baselines(study, [inside, *outside], SPACE) == 1
+    assert enqueue_baselines(study, [inside, *outside], SPACE, TuneSpec()) == 1
     trial = study.ask()
     cand = suggest(trial, SPACE, POOL)
     # the enqueued trial is exactly the baseline: one addition (n_additions varies), its layer and coeff

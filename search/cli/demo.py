@@ -19,6 +19,9 @@ from steering.model import SteerableModel
 
 CONFIGS = shipped_file()  # the shipped configs/ folder (the repository's, or the installed package's)
 
+DEMO_PROMPTS = 8
+"""The demonstration's prompts: the first 8 of the search split (ActAdd-style openers), n = 8 x 8 = 64."""
+
 
 @dataclass(frozen=True)
 class DemoSettings:
@@ -76,7 +79,7 @@ def measure_effect(
 def run_demo(settings: DemoSettings = DemoSettings(), *, as_json: bool = False) -> SteeringEffect:
     t0 = time.perf_counter()
     model = load_model(settings.model)
-    prompts = load_split(shipped_file("gold/prompts.yaml")).search
+    prompts = load_split(shipped_file("gold/prompts.yaml")).search[:DEMO_PROMPTS]
     keywords = load_gold_set(shipped_file("gold/weddings.yaml")).keywords  # ActAdd's wedding words
     effect = measure_effect(model, settings, prompts, keywords)
     seconds = time.perf_counter() - t0
