@@ -13,7 +13,8 @@ halving concept, and zero fluency is zero. Each part is anchored on measured val
   gold set itself); linear between, clipped.
 - ``fluency_score``: the smaller of two parts. Perplexity of the completions under the *unsteered* model given
   their prompts (``completion_ppl``): 1 at or below the unsteered completions' perplexity, 0 at ``ppl_factor``
-  times it, linear in log perplexity between. Repetition (``rep_rate``, the share of repeated word bigrams): 1
+  times it, linear in log perplexity between. (On-topic words the unsteered model did not expect cost some
+  perplexity too, which is why the factor is generous.) Repetition (``rep_rate``, the share of repeated word bigrams): 1
   at or below the unsteered rate, 0 at ``rep_span`` above it. Perplexity alone is fooled by loops (a model
   predicts its own repetition well), which the repetition part catches.
 - ``offtarget_score``: KL(unsteered || steered) of next-token distributions on off-target prompts, 1 at 0 and
@@ -38,11 +39,14 @@ NEEDS = frozenset({"bertscore_f1", "completion_ppl", "rep_rate", "kl"})
 
 @dataclass(frozen=True)
 class SteerSpec:
-    """The constant anchors of ``steer_score`` (see the module docstring)."""
+    """The constant anchors of ``steer_score`` (see the module docstring). Defaults measured on SmolLM2-135M
+    (validation split, 32 completions each, README): fluent ``' weddings'`` at layer 18 coeff 4 has 2.4x the
+    unsteered completion perplexity and KL 1.7 (fluency 0.61, off-target 0.57); word salad at layer 12 coeff 8
+    has 96x and KL 5.1 (both 0)."""
 
-    ppl_factor: float = 4.0
+    ppl_factor: float = 10.0
     rep_span: float = 0.5
-    kl_max: float = 1.0
+    kl_max: float = 4.0
 
     def __post_init__(self) -> None:
         if not self.ppl_factor > 1:
@@ -81,7 +85,7 @@ def steer_parts(raw: Mapping[str, float], cal: Calibration, spec: SteerSpec = St
 
     Example:
         >>> cal = Calibration(f1_unsteered=0.40, f1_gold=0.60, ppl_unsteered=20.0, rep_unsteered=0.02)
-        >>> steer_parts({"bertscore_f1": 0.50, "completion_ppl": 20.0, "rep_rate": 0.02, "kl": 0.5}, cal)
+        >>> steer_parts({"bertscore_f1": 0.50, "completion_ppl": 20.0, "rep_rate": 0.02, "kl": 2.0}, cal)
         {'concept_score': 0.5, 'fluency_score': 1.0, 'offtarget_score': 0.5, 'steer_score': 0.6}
     """
     missing = NEEDS - set(raw)

@@ -14,7 +14,7 @@ from search.config import ConfigError, ExperimentConfig, find_config, load_confi
 from search.outputs import config_yaml
 from search.session import full_pool, load_data
 from search.space import Pair
-from search.study import grid_space, outside_space
+from search.study import grid_space, outside_space, tuning_grid
 
 ROOT = Path(__file__).parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -33,8 +33,10 @@ def test_shipped_config_validates(path: Path, tmp_path: Path, monkeypatch: pytes
     if cfg.pairs is None:  # an analysis-only config (`steersearch analyze`)
         assert cfg.distill is not None or cfg.length is not None
         return
-    for b in cfg.baselines:  # every shipped baseline is enqueued as exactly itself
+    grid = tuning_grid(cfg.baselines, cfg.tune)
+    for b, _ in grid:  # every shipped baseline, and every setting it is tuned at, is enqueued as exactly itself
         assert outside_space(b, cfg.space) is None, (b, outside_space(b, cfg.space))
+    assert len(grid) < cfg.study.n_trials or not cfg.baselines  # the search gets trials of its own
     pool = full_pool(cfg)
     labels = [p.label for p in pool]
     assert labels and len(labels) == len(set(labels))  # no pair twice
