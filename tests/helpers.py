@@ -41,6 +41,15 @@ study: {{n_trials: 3, seed: 0}}
 with ``str.replace``."""
 
 
+def config_variant(text: str, *edits: tuple[str, str]) -> str:
+    """``text`` (e.g. ``SMALL_CONFIG``) with each ``(old, new)`` replacement made; an ``old`` that is not there
+    fails, so a change to the base config cannot silently leave a variant as the base."""
+    for old, new in edits:
+        assert old in text, f"the base config no longer holds {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """``steersearch ARGV`` in-process: ``(exit code, stdout, stderr)`` (argparse's exits included)."""
     try:

@@ -23,7 +23,7 @@ from steering import Addition, MaskMode, Positions, SteeringVector, steer
 from steering.export import ExportError, control_directions, model_hint, write_control_vector
 from steering.model import SteerableModel
 from steering.testing import tiny_llama
-from tests.helpers import SMALL_CONFIG, run_cli
+from tests.helpers import SMALL_CONFIG, config_variant, run_cli
 
 ALL = Positions.parse("all")
 N_LAYER = 4
@@ -39,14 +39,13 @@ def _run(llama: SteerableModel, root: Path, *, positions: str, n_trials: int) ->
     if not (root / "model").exists():
         llama.hf.save_pretrained(root / "model")
         llama.tokenizer.save_pretrained(root / "model")
-    text = (
-        SMALL_CONFIG.replace("name: t", f"name: t\nmodel: {{source: {root / 'model'}}}")
-        .replace("layer: {low: 0, high: 1}", f"layer: {{low: 2, high: 3}}\n  positions: [{positions}]")
-        .replace(
-            "coeff: {low: 0.5, high: 8, log: true}", "coeff: {low: 0.5, high: 8, log: true}\n  frac: {values: [0.5]}"
-        )
-        .replace("layer: 1, coeff: 4}", f"layer: 2, coeff: 4, frac: 0.5, positions: {positions}}}")
-        .replace("n_trials: 3", f"n_trials: {n_trials}")
+    text = config_variant(
+        SMALL_CONFIG,
+        ("name: t", f"name: t\nmodel: {{source: {root / 'model'}}}"),
+        ("layer: {low: 0, high: 1}", f"layer: {{low: 2, high: 3}}\n  positions: [{positions}]"),
+        ("coeff: {low: 0.5, high: 8, log: true}", "coeff: {low: 0.5, high: 8, log: true}\n  frac: {values: [0.5]}"),
+        ("layer: 1, coeff: 4}", f"layer: 2, coeff: 4, frac: 0.5, positions: {positions}}}"),
+        ("n_trials: 3", f"n_trials: {n_trials}"),
     )
     config = root / f"{positions}.yaml"
     config.write_text(text)

@@ -33,7 +33,7 @@ from steering import Addition, load_model, steer
 from steering.catalog import CATALOG, gguf_file
 from steering.export import model_hint, write_control_vector
 from steering.model import SteerableModel
-from tests.helpers import SMALL_CONFIG
+from tests.helpers import SMALL_CONFIG, config_variant
 
 LAYER, COEFF, NEW_TOKENS = 15, 0.5, 24
 """`" weddings"` / `""` at every position of resid_pre 15 (direction.14), coefficient 0.5 (1 already degenerates)."""
@@ -170,14 +170,15 @@ def _ours(
 def export_from_a_run(model: SteerableModel, root: Path) -> tuple[Path, list[Addition]]:
     """A one-trial SmolLM2 run whose trial is the all-position `" weddings"` addition (its baseline), exported by
     ``steersearch export RUN --format gguf``: the file and the steering the run applies."""
-    text = (
-        SMALL_CONFIG.replace("name: t", "name: llama-cpp\nmodel: {source: smollm2-135m}")
-        .replace("layer: {low: 0, high: 1}", f"layer: {{low: {LAYER}, high: {LAYER}}}\n  positions: [all]")
-        .replace(
+    text = config_variant(
+        SMALL_CONFIG,
+        ("name: t", "name: llama-cpp\nmodel: {source: smollm2-135m}"),
+        ("layer: {low: 0, high: 1}", f"layer: {{low: {LAYER}, high: {LAYER}}}\n  positions: [all]"),
+        (
             'pair: ["I talk about weddings constantly", "I do not talk about weddings constantly"], layer: 1, coeff: 4',
             f'pair: [" weddings", ""], layer: {LAYER}, coeff: {COEFF}, positions: all',
-        )
-        .replace("n_trials: 3", "n_trials: 1")
+        ),
+        ("n_trials: 3", "n_trials: 1"),
     )
     (root / "llama-cpp.yaml").write_text(text)
     cfg = load_config(root / "llama-cpp.yaml")
