@@ -10,11 +10,13 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import torch
+
 from objectives.bertscore import BertScorer
 from objectives.compose import check_metric
 from objectives.damage import GoldLogLikelihood, OffTargetKL, PerplexityRatio
 from objectives.embedding import EmbeddingSimilarity
-from objectives.items import Items, list_mean, point, ratio_of_sums, tensor_mean
+from objectives.items import Index, Items, list_mean, point, tensor_mean
 from objectives.keywords import KeywordRate
 from objectives.steer_score import DERIVED, NEEDS, Calibration, SteerSpec, steer_parts
 from objectives.text import distinct_n, repetition_rates
@@ -97,9 +99,19 @@ class Evaluator:
         (resampled as whole completions), if requested. ``prompts[i]`` is the prompt of ``completions[i]``."""
         if "completion_ppl" not in self.metrics:
             return {}
-        logp, n = continuation_logprobs(model, list(prompts), list(completions), [[]])
-        nll = ratio_of_sums(-logp, n.clamp(min=1).to(logp.dtype))
-        return {"completion_ppl": Items(len(n), lambda idx: math.exp(nll.stat(idx)))}
+        scored = [i for i, c in enumerate(completions) if c.strip()]  # an empty completion has no tokens to score
+        nll, n = torch.zeros(len(completions)), torch.zeros(len(completions))
+        if scored:
+            logp, count = continuation_logprobs(
+                model, [prompts[i] for i in scored], [completions[i] for i in scored], [[]]
+            )
+            nll[scored], n[scored] = -logp.detach().float().cpu(), count.float().cpu()
+
+        def ppl(idx: Index) -> float:
+            num, den = (nll.sum(), n.sum()) if idx is None else (nll[idx].sum(), n[idx].sum())
+            return math.exp(float(num / den)) if den > 0 else math.inf  # nothing but empty text: no fluency
+
+        return {"completion_ppl": Items(len(completions), ppl)}
 
     def calibrate(self, model: SteerableModel, prompts: Sequence[str], unsteered: Sequence[str]) -> Calibration:
         """Measure (and keep) this split's ``Calibration``: the unsteered model's completions (``prompts[i]`` is

@@ -80,3 +80,14 @@ def test_a_search_on_steer_score_records_its_parts(tiny: object, tmp_path: Path)
     for e in comparison.methods.values():
         s = e.metrics["steer_score"]
         assert s.lo <= s.mean <= s.hi and e.objective == pytest.approx(s.mean)
+
+
+def test_completion_perplexity_skips_empty_completions(tiny: object) -> None:
+    from objectives import EvalData, Evaluator
+
+    ev = Evaluator({"completion_ppl"}, EvalData(gold=("The bride smiled.",)))
+    items = ev.completion_items(tiny, ["I said", "I said"], ["", " that the bus was late"])  # type: ignore[arg-type]
+    both = items["completion_ppl"].value
+    alone = ev.completion_items(tiny, ["I said"], [" that the bus was late"])["completion_ppl"].value  # type: ignore[arg-type]
+    assert both == pytest.approx(alone) and 1 < both < float("inf")
+    assert ev.completion_items(tiny, ["I said"], [""])["completion_ppl"].value == float("inf")  # type: ignore[arg-type]

@@ -34,10 +34,21 @@ from search.session import (
 from steering import Addition, Positions, Steering, SteeringVector, generate
 from steering.model import SteerableModel
 
-COMPARED = frozenset({"ppl_ratio", "kl"})
-"""Damage metrics every comparison reports, beside the metrics the search measured."""
+COMPARED = frozenset({"ppl_ratio", "kl", "steer_score"})
+"""What every comparison reports beside the metrics the search measured: damage (perplexity ratio, KL) and
+``steer_score`` with its concept, fluency and off-target parts."""
 
-SHOWN_METRICS = ("bertscore_f1", "embedding_sim", "keyword_rate", "ppl_ratio", "kl", "rep_rate")
+SHOWN_METRICS = (
+    "bertscore_f1",
+    "embedding_sim",
+    "keyword_rate",
+    "ppl_ratio",
+    "kl",
+    "concept_score",
+    "fluency_score",
+    "offtarget_score",
+    "steer_score",
+)
 """The columns of every comparison table (CLI and report), where measured."""
 
 
@@ -176,6 +187,8 @@ class SplitEvaluator:
     ) -> None:
         self.cfg, self.data, self.model, self.scorers, self.split = cfg, data, model, scorers, split
         metrics = metrics_for(cfg, data) | COMPARED
+        if scorers.bert is None or len(data.gold.passages.part(split)) < 2:
+            metrics -= {"steer_score"}  # its concept part needs BERTScore and a leave-one-out gold anchor
         self.evaluator = build_evaluator(cfg, data, split, scorers, metrics)
         self.objective = Objective(cfg.objective)
         self.seed = {"search": cfg.generation.seed, "validation": cfg.select.seed, "heldout": cfg.compare.seed}[split]

@@ -156,12 +156,11 @@ def tuned_rows(cfg: ExperimentConfig, study: optuna.Study) -> list[Entry]:
         trial = tuned.get(label)
         if trial is not None:
             record = trial.user_attrs["candidate"]
-            choice = Candidate.from_record(record).additions[0]
-            name = f"tuned hand-written: {label} (layer {choice.layer}, coeff {choice.coeff:g})"
+            name = f"tuned hand-written: {Candidate.from_record(record).describe()}"
             rows.append(Entry(name, trial.number, record, _value(trial)))
         else:
             cand = Candidate((AdditionChoice(Pair(*b.pair), b.layer, b.coeff, b.frac, b.mask, b.positions),))
-            name = f"hand-written, not tuned: {label} (layer {b.layer}, coeff {b.coeff:g})"
+            name = f"hand-written, not tuned: {cand.describe()}"
             rows.append(Entry(name, None, cand.record(), None))
     return rows
 
