@@ -120,3 +120,31 @@ def test_a_candidate_displaces_the_tuned_pair_only_when_it_beats_it(
     assert selection.reference is not None and selection.reference.startswith("tuned hand-written")
     assert selection.paired is not None and selection.paired.verdict == ("beats" if lead else "ties")
     assert ("stays the winner" in selection.summary()) == (not lead)
+
+
+def test_a_multi_objective_study_selects_from_its_pareto_front(tiny: Any, tmp_path: Path) -> None:
+    from objectives.testing import FakeBertScorer
+    from search.analysis.compare import run_compare
+    from search.analysis.select import Selection
+    from search.config import load_config
+    from search.run import run_search
+    from search.session import Scorers
+    from tests.helpers import SMALL_CONFIG, config_variant
+
+    text = config_variant(
+        SMALL_CONFIG,
+        ("  terms: [{metric: bertscore_f1}]\n", "  kind: multi\n  terms: [{metric: bertscore_f1}, {metric: kl}]\n"),
+        ("  constraints: [{metric: ppl_ratio, max: 1.5}]\n", ""),
+        ("seed: 0}", "seed: 0, sampler: nsga2}"),
+    )
+    (tmp_path / "exp.yaml").write_text(text + "compare: {n: 2, bootstrap: 20}\nselect: {n: 2, top_k: 2}\n")
+    cfg = load_config(tmp_path / "exp.yaml")
+    scorers = Scorers(bert=FakeBertScorer())
+    run_search(cfg, out=tmp_path / "r", model=tiny, scorers=scorers, n_trials=4, progress=False)
+    comparison = run_compare(cfg, tmp_path / "r", model=tiny, scorers=scorers)
+    selection = Selection.load(tmp_path / "r")
+    assert selection is not None and selection.rule == "maximin" and selection.paired is None
+    assert any(c.name.startswith("Pareto #1") for c in selection.contenders)
+    assert selection.winner in comparison.methods and comparison.winner == selection.winner
+    assert comparison.paired == {} and all(c.test is not None for c in selection.contenders)
+    assert selection.winner in selection.summary()

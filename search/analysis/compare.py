@@ -7,7 +7,8 @@ unsteered, prompting (an instruction prefix asking for the target behaviour), ev
 tuned setting, and every selection contender, each scored on the same prompts and seeds. Every metric gets a
 bootstrap 95% CI, and every row its paired difference from the tuned hand-written pair selection held the
 winner against and from prompting, with "beats", "ties" or "loses". A multi-objective study has no scalar to
-select or pair on: its rows are unsteered, the hand-written pairs as written, prompting and the Pareto front.
+pair on: its rows are the Pareto-front contenders and the hand-written pairs as written, each metric with a CI
+(selection's rule: ``search.analysis.select.maximin``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from search.analysis.select import Selection, select_winner
 from search.config import ExperimentConfig, from_dict
 from search.outputs import write_text
 from search.session import Scorers, load_run_study, vector_cache
-from search.space import AdditionChoice, Candidate, Pair
 from search.study import n_finished
 from search.vectors import VectorCache
 from steering.model import SteerableModel
@@ -65,21 +65,6 @@ def prompting_method(cfg: ExperimentConfig, gold_name: str) -> Method:
     return Method(f"prompting: {prefix.strip()!r}", [], prefix)
 
 
-def pareto_methods(cfg: ExperimentConfig, run_dir: Path, model: SteerableModel, vectors: VectorCache) -> list[Method]:
-    """A multi-objective study's rows: the hand-written pairs as written and up to ``compare.max_best`` trials
-    of the Pareto front."""
-    methods = []
-    for b in cfg.baselines:
-        cand = Candidate((AdditionChoice(Pair(b.pair[0], b.pair[1]), b.layer, b.coeff, b.frac, b.mask, b.positions),))
-        name = f"hand-written: {b.pair[0]!r} / {b.pair[1]!r} (layer {b.layer}, coeff {b.coeff:g})"
-        methods.append(Method(name, cand.steering(model, vectors)))
-    best = json.loads((run_dir / "best.json").read_text())
-    for e in (best.get("pareto") or [])[: cfg.compare.max_best]:
-        cand = Candidate.from_record(e["candidate"])
-        methods.append(Method(f"Pareto (trial {e['number']}): {cand.describe()}", cand.steering(model, vectors)))
-    return methods
-
-
 def current_selection(
     cfg: ExperimentConfig, run_dir: Path, study: optuna.Study, heldout: SplitEvaluator, vectors: VectorCache
 ) -> Selection:
@@ -110,24 +95,20 @@ def run_compare(
     vectors = vector_cache(cfg, data, run_dir)  # fitted vectors load from the run folder
     study = load_run_study(cfg, run_dir)  # any storage, or a one-line error
     prompting = prompting_method(cfg, data.gold.name)
-    selection = None
-    if len(study.directions) == 1:
-        selection = current_selection(cfg, run_dir, study, heldout, vectors)
-        rows = [c.steering_of(heldout.model, vectors) for c in selection.contenders]
-    else:
-        rows = pareto_methods(cfg, run_dir, heldout.model, vectors)
+    selection = current_selection(cfg, run_dir, study, heldout, vectors)
+    rows = [c.steering_of(heldout.model, vectors) for c in selection.contenders]
     measured: dict[str, Measured] = {}
     for method in [Method("unsteered", []), prompting, *rows]:
         logger.info("comparing %s", method.name)
         measured[method.name] = heldout.measure(method)
     results = {name: heldout.evaluation(m) for name, m in measured.items()}
     paired: dict[str, dict[str, Paired]] = {}
-    if selection is not None:
+    if len(study.directions) == 1:  # a scalar to pair on
         against = [r for r in (selection.reference, prompting.name) if r is not None]
         for name in measured:
             paired[name] = {r: heldout.paired(measured[name], measured[r]) for r in against if r != name}
-        contenders = tuple(dataclasses.replace(c, test=results[c.name]) for c in selection.contenders)
-        dataclasses.replace(selection, contenders=contenders).save(run_dir)
+    contenders = tuple(dataclasses.replace(c, test=results[c.name]) for c in selection.contenders)
+    dataclasses.replace(selection, contenders=contenders).save(run_dir)
     comparison = Comparison(
         split="heldout",
         prompts=tuple(data.prompts.heldout),
@@ -136,8 +117,8 @@ def run_compare(
         bootstrap_resamples=cfg.compare.bootstrap,
         methods=results,
         examples={name: tuple(m.texts[: cfg.compare.n]) for name, m in measured.items()},
-        winner=selection.winner if selection else None,
-        reference=selection.reference if selection else None,
+        winner=selection.winner,
+        reference=selection.reference,
         prompting=prompting.name,
         paired=paired,
     )

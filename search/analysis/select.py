@@ -24,6 +24,7 @@ from typing import Any, Literal, NamedTuple
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from objectives.compose import METRICS
 from search.analysis.evaluation import Evaluation, Measured, Method, Paired, SplitEvaluator
 from search.config import ExperimentConfig, from_dict
 from search.outputs import write_text
@@ -67,6 +68,7 @@ class Selection:
     reference: str | None  # the best tuned hand-written pair on validation (None: the config has no baselines)
     best_candidate: str | None  # the best search candidate on validation (None: no complete search trial)
     paired: Paired | None  # best_candidate - reference on validation
+    rule: Literal["paired", "maximin"] = "paired"  # how the winner was chosen (scalar / multi-objective study)
     trials: int = 0  # finished trials of the study when it was made
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # the select section it was made with
 
@@ -85,6 +87,10 @@ class Selection:
 
     def summary(self) -> str:
         """The outcome in words."""
+        if self.rule == "maximin":
+            if self.winner == self.best_candidate:
+                return f"The most balanced Pareto contender on validation (maximin of scaled terms): {self.winner}."
+            return f"A hand-written pair is at least as good in every term as the Pareto pick: {self.winner}."
         if self.best_candidate is None:
             return f"No search candidate completed; the winner is {self.winner}."
         if self.reference is None or self.paired is None:
@@ -193,16 +199,74 @@ def candidate_rows(cfg: ExperimentConfig, study: optuna.Study, exclude: set[str]
     return chosen
 
 
+def pareto_rows(cfg: ExperimentConfig, study: optuna.Study) -> list[Entry]:
+    """A multi-objective study's contenders: up to ``select.top_k`` trials of its Pareto front (best first term
+    first), and each hand-written pair as written (a multi-objective study has no scalar to tune it on)."""
+    sign = 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    front = [t for t in study.best_trials if t.user_attrs.get("candidate") and t.user_attrs.get(TUNE_ATTR) is None]
+    front.sort(key=lambda t: (-sign * t.values[0], t.number))
+    rows: list[Entry] = []
+    seen: set[str] = set()
+    for t in front:
+        key = _key(t.user_attrs["candidate"])
+        if key not in seen and len(rows) < cfg.select.top_k:
+            seen.add(key)
+            cand = Candidate.from_record(t.user_attrs["candidate"])
+            rows.append(
+                Entry(f"Pareto #{len(rows) + 1} (trial {t.number}): {cand.describe()}", t.number, cand.record(), None)
+            )
+    return rows
+
+
+def _as_written(cfg: ExperimentConfig) -> list[Entry]:
+    rows, seen = [], set()
+    for b in cfg.baselines:
+        cand = Candidate((AdditionChoice(Pair(*b.pair), b.layer, b.coeff, b.frac, b.mask, b.positions),))
+        if _key(cand.record()) not in seen:
+            seen.add(_key(cand.record()))
+            rows.append(Entry(f"hand-written, not tuned: {cand.describe()}", None, cand.record(), None))
+    return rows
+
+
+def maximin(points: dict[str, list[float]], higher_is_better: list[bool]) -> str:
+    """The stated rule for a multi-objective winner: scale each term to [0, 1] across the points (1 = the best
+    point in that term's direction, a term where all points agree counts 1) and take the point whose worst
+    scaled term is the best (the most balanced trade-off; ties: the first).
+
+    Example:
+        >>> maximin({"a": [0.9, 3.0], "b": [0.7, 1.0], "c": [0.5, 0.1]}, [True, False])
+        'b'
+    """
+    names = list(points)
+    scaled: dict[str, list[float]] = {n: [] for n in names}
+    for j, up in enumerate(higher_is_better):
+        col = [points[n][j] for n in names]
+        lo, hi = min(col), max(col)
+        for n, v in zip(names, col, strict=True):
+            frac = 1.0 if hi == lo else (v - lo) / (hi - lo)
+            scaled[n].append(frac if up else 1.0 - frac)
+    return max(names, key=lambda n: min(scaled[n]))
+
+
+def _dominates(a: list[float], b: list[float], higher_is_better: list[bool]) -> bool:
+    pairs = [(x, y) if up else (-x, -y) for x, y, up in zip(a, b, higher_is_better, strict=True)]
+    return all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
+
+
 def select_winner(
     cfg: ExperimentConfig, study: optuna.Study, validation: SplitEvaluator, vectors: VectorCache
 ) -> Selection:
-    """Evaluate the contenders on the validation split and choose the winner (module docstring)."""
-    if len(study.directions) > 1:
-        raise ValueError("selection needs a scalar objective (objective.kind: scalar)")
+    """Evaluate the contenders on the validation split and choose the winner (module docstring). A
+    multi-objective study's winner is the Pareto-front contender chosen by ``maximin`` on the validation values
+    of its terms, unless a hand-written pair dominates it there; no paired difference is given."""
     if validation.split != "validation":
         raise ValueError(f"selection runs on the validation split, not {validation.split!r}")
-    tuned = tuned_rows(cfg, study)
-    candidates = candidate_rows(cfg, study, {_key(e.record) for e in tuned})
+    multi = len(study.directions) > 1
+    if multi:
+        tuned, candidates = _as_written(cfg), pareto_rows(cfg, study)
+    else:
+        tuned = tuned_rows(cfg, study)
+        candidates = candidate_rows(cfg, study, {_key(e.record) for e in tuned})
     measured: dict[str, Measured] = {}
     contenders = []
     rows: list[tuple[Kind, Entry]] = [*(("tuned", e) for e in tuned), *(("candidate", e) for e in candidates)]
@@ -212,6 +276,8 @@ def select_winner(
         measured[name] = validation.measure(method)
         evaluation = validation.evaluation(measured[name])
         contenders.append(Contender(name, kind, number, record, value, evaluation))
+    if multi:
+        return _select_multi(cfg, validation, contenders)
 
     def best(kind: Kind) -> str | None:
         pool = [c for c in contenders if c.kind == kind and c.validation.objective is not None]
@@ -238,4 +304,32 @@ def select_winner(
         reference=reference,
         best_candidate=best_candidate,
         paired=paired,
+    )
+
+
+def _select_multi(cfg: ExperimentConfig, validation: SplitEvaluator, contenders: list[Contender]) -> Selection:
+    terms = [t.metric for t in cfg.objective.terms]
+    up = [METRICS[m] == "maximize" for m in terms]
+
+    def values(c: Contender) -> list[float]:
+        return [c.validation.metrics[m].mean if m in c.validation.metrics else c.validation.corpus[m] for m in terms]
+
+    candidates = {c.name: values(c) for c in contenders if c.kind == "candidate"}
+    best_candidate = maximin(candidates, up) if candidates else None
+    winner = best_candidate
+    for c in contenders:
+        if c.kind == "tuned" and (winner is None or _dominates(values(c), candidates[winner], up)):
+            winner = c.name  # a hand-written pair that is at least as good in every term stays the winner
+    if winner is None:
+        raise ValueError("nothing to select: the study has no Pareto front and the config no baseline")
+    return Selection(
+        prompts=tuple(validation.data.prompts.part("validation")),
+        samples_per_prompt=validation.n,
+        seed=validation.seed,
+        contenders=tuple(contenders),
+        winner=winner,
+        reference=None,
+        best_candidate=best_candidate,
+        paired=None,
+        rule="maximin",
     )
