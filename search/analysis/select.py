@@ -295,16 +295,7 @@ def select_winner(
         winner = reference
     if winner is None:
         raise ValueError("nothing to select: the study has no complete trial and the config no baseline")
-    return Selection(
-        prompts=tuple(validation.data.prompts.part("validation")),
-        samples_per_prompt=validation.n,
-        seed=validation.seed,
-        contenders=tuple(contenders),
-        winner=winner,
-        reference=reference,
-        best_candidate=best_candidate,
-        paired=paired,
-    )
+    return _selection(validation, contenders, winner, reference, best_candidate, paired, "paired")
 
 
 def _select_multi(cfg: ExperimentConfig, validation: SplitEvaluator, contenders: list[Contender]) -> Selection:
@@ -322,14 +313,26 @@ def _select_multi(cfg: ExperimentConfig, validation: SplitEvaluator, contenders:
             winner = c.name  # a hand-written pair that is at least as good in every term stays the winner
     if winner is None:
         raise ValueError("nothing to select: the study has no Pareto front and the config no baseline")
+    return _selection(validation, contenders, winner, None, best_candidate, None, "maximin")
+
+
+def _selection(
+    validation: SplitEvaluator,
+    contenders: list[Contender],
+    winner: str,
+    reference: str | None,
+    best_candidate: str | None,
+    paired: Paired | None,
+    rule: Literal["paired", "maximin"],
+) -> Selection:
     return Selection(
         prompts=tuple(validation.data.prompts.part("validation")),
         samples_per_prompt=validation.n,
         seed=validation.seed,
         contenders=tuple(contenders),
         winner=winner,
-        reference=None,
+        reference=reference,
         best_candidate=best_candidate,
-        paired=None,
-        rule="maximin",
+        paired=paired,
+        rule=rule,
     )
