@@ -6,11 +6,20 @@
   ``bert_score.score()`` per trial (which loads its encoder on every call), and the same perplexity ratio.
 
     python -m bench.bench_trials [--trials 3] [--threads 2]
+    OMP_NUM_THREADS=1 python -m bench.bench_trials --model smollm2-135m --threads 1
+
+``--model`` picks the model's shipped weddings config (``tiny``: quickstart, ``smollm2-135m``:
+smollm2-weddings, ``gemma3-270m``: gemma3-weddings), whose model settings, generation settings and first
+baseline (the trial timed) are used; ``--config`` names any other. The trial's definition is fixed here, not
+taken from the config, so that rows measured at different times stay comparable: the first ``--prompts``
+search prompts x ``--samples`` samples, and the objective ``bertscore_f1 - 0.2 rep_rate`` with a perplexity-ratio
+constraint, the metrics the naive loop computes too.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -21,32 +30,42 @@ from bert_score import score as bert_score_fn
 
 from objectives import Objective
 from objectives.bertscore import DEFAULT_NUM_LAYERS, default_model_path
+from objectives.compose import Constraint, ObjectiveSpec, Term
 from objectives.damage import PerplexityRatio
 from objectives.evaluate import Evaluator
 from objectives.text import repetition_rate
 from search.config import load_config
 from search.config.features import FidelitySpec
 from search.objective import SteeringObjective
-from search.session import Scorers, full_pool, load_data, metrics_for
-from steering import SteeringVector, load_model
+from search.session import Scorers, full_pool, load_data, load_experiment_model, metrics_for
+from steering import SteeringVector
 
 ROOT = Path(__file__).parents[1]
+CONFIG_FOR = {"tiny": "quickstart", "smollm2-135m": "smollm2-weddings", "gemma3-270m": "gemma3-weddings"}
+TRIAL = ObjectiveSpec(
+    terms=(Term("bertscore_f1"), Term("rep_rate", -0.2)), constraints=(Constraint("ppl_ratio", max=3.0, penalty=0.01),)
+)
+"""The objective timed (the quickstart's before it moved to steer_score)."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
+    parser.add_argument("--model", choices=sorted(CONFIG_FOR), default="tiny")
+    parser.add_argument("--config", default=None, help="experiment YAML (default: the model's, see above)")
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--prompts", type=int, default=8, help="the first N search prompts (default 8)")
+    parser.add_argument("--samples", type=int, default=8, help="samples per prompt (default 8)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.config)
+    shipped = load_config(args.config or ROOT / "configs" / f"{CONFIG_FOR[args.model]}.yaml")
+    cfg = dataclasses.replace(shipped, objective=TRIAL)
     data = load_data(cfg)
-    model = load_model(cfg.model.source)
+    model = load_experiment_model(cfg)
     b = cfg.baselines[0]
     params = {"pair": f"{b.pair[0]} || {b.pair[1]}", "layer": b.layer, "coeff": b.coeff, "frac": 1.0}
-    full = FidelitySpec((cfg.fidelity.rungs[-1],))
-    prompts, gold = list(data.prompts.search), list(data.gold.passages.search)
+    full = FidelitySpec((args.samples,))
+    prompts, gold = list(data.prompts.search[: args.prompts]), list(data.gold.passages.search)
     n = full.rungs[0]
 
     t0 = time.perf_counter()
@@ -88,7 +107,7 @@ def main() -> None:
         handle = model.blocks[b.layer].register_forward_pre_hook(pre_hook, with_kwargs=True)
         try:
             for p in prompts:
-                ids = torch.tensor([model.encode(p)])
+                ids = torch.tensor([model.encode_prompt(p)])
                 for _s in range(n):
                     out = model.hf.generate(
                         ids,
@@ -96,7 +115,7 @@ def main() -> None:
                         do_sample=True,
                         top_p=0.3,
                         max_new_tokens=cfg.generation.max_new_tokens,
-                        pad_token_id=model.bos_token_id,
+                        pad_token_id=model.pad_token_id,
                     )
                     texts.append(model.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
         finally:
@@ -113,7 +132,8 @@ def main() -> None:
 
     o, v = sum(ours) / len(ours), sum(naive) / len(naive)
     print(
-        f"model {model.name}, {len(prompts)} prompts x {n} samples x {cfg.generation.max_new_tokens} tokens, "
+        f"model {model.name} (config {cfg.name}, baseline {b.pair} at layer {b.layer}, coeff {b.coeff}), "
+        f"{len(prompts)} prompts x {n} samples x {cfg.generation.max_new_tokens} tokens, "
         f"threads {args.threads}, mean of {args.trials} trials (steersearch setup once: {setup:.1f} s)\n"
     )
     print("| trial loop | seconds per trial | trials per hour | ratio |")
