@@ -5,7 +5,7 @@ budget a surviving trial spends) is a statistic of its completions, neutral text
 standard error is the spread of that statistic over bootstrap resamples of those items. Two candidates scored on
 the same prompts and seeds are paired: the SE of their difference is far below the two SEs combined, because
 prompt-to-prompt and seed-to-seed noise cancels. Measured for the config's first hand-written baseline against
-the same pair at 1.25x its coefficient (a neighbour a search would have to tell apart). The completions needed
+the same pair at 1.25x its coefficient (``--baseline I`` for another) (a neighbour a search would have to tell apart). The completions needed
 for a 95% CI half-width of 0.01 follow from SE ~ 1/sqrt(n): ``n_needed = n * (1.96 * SE / 0.01) ** 2``.
 
     python -m bench.bench_noise [--config configs/quickstart.yaml] [--resamples 1000]
@@ -32,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--baseline", type=int, default=0, help="which of the config's baselines (index)")
     args = parser.parse_args()
     cfg = load_config(args.config)
     samples = cfg.fidelity.rungs[-1]
@@ -39,7 +40,7 @@ def main() -> None:
     data = load_data(cfg)
     model = load_experiment_model(cfg)
     search = SplitEvaluator(cfg, data, model, Scorers.build(cfg, metrics_for(cfg, data), data), "search")
-    b = cfg.baselines[0]
+    b = cfg.baselines[args.baseline]
     vectors = VectorCache()
     measured: dict[str, Measured] = {}
     for coeff in (b.coeff, b.coeff * 1.25):
