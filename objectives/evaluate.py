@@ -97,21 +97,33 @@ class Evaluator:
     ) -> dict[str, Items]:
         """``completion_ppl``: perplexity of each completion given its prompt under the *unsteered* model
         (resampled as whole completions), if requested. ``prompts[i]`` is the prompt of ``completions[i]``."""
+        return self.completion_items_many(model, [(prompts, completions)])[0]
+
+    def completion_items_many(
+        self,
+        model: SteerableModel,
+        groups: Sequence[tuple[Sequence[str], Sequence[str]]],
+        *,
+        rows_per_pass: int | None = None,
+    ) -> list[dict[str, Items]]:
+        """``completion_items`` of each ``(prompts, completions)`` group (e.g. one per trial of a batch): the
+        groups' rows share forward passes of at most ``rows_per_pass`` rows (default: one pass for all)."""
         if "completion_ppl" not in self.metrics:
-            return {}
+            return [{} for _ in groups]
+        prompts = [p for ps, cs in groups for p in _same_length(ps, cs)]
+        completions = [c for _, cs in groups for c in cs]
         scored = [i for i, c in enumerate(completions) if c.strip()]  # an empty completion has no tokens to score
         nll, n = torch.zeros(len(completions)), torch.zeros(len(completions))
-        if scored:
-            logp, count = continuation_logprobs(
-                model, [prompts[i] for i in scored], [completions[i] for i in scored], [[]]
-            )
-            nll[scored], n[scored] = -logp.detach().float().cpu(), count.float().cpu()
-
-        def ppl(idx: Index) -> float:
-            num, den = (nll.sum(), n.sum()) if idx is None else (nll[idx].sum(), n[idx].sum())
-            return math.exp(float(num / den)) if den > 0 else math.inf  # nothing but empty text: no fluency
-
-        return {"completion_ppl": Items(len(completions), ppl)}
+        step = rows_per_pass or max(1, len(scored))
+        for lo in range(0, len(scored), step):
+            rows = scored[lo : lo + step]
+            logp, count = continuation_logprobs(model, [prompts[i] for i in rows], [completions[i] for i in rows], [[]])
+            nll[rows], n[rows] = -logp.detach().float().cpu(), count.float().cpu()
+        out, start = [], 0
+        for _, cs in groups:
+            out.append({"completion_ppl": _perplexity(nll[start : start + len(cs)], n[start : start + len(cs)])})
+            start += len(cs)
+        return out
 
     def calibrate(self, model: SteerableModel, prompts: Sequence[str], unsteered: Sequence[str]) -> Calibration:
         """Measure (and keep) this split's ``Calibration``: the unsteered model's completions (``prompts[i]`` is
@@ -142,25 +154,43 @@ class Evaluator:
 
     def text_items(self, completions: Sequence[str]) -> dict[str, Items]:
         """Each requested text metric as per-completion items (distinct-n as a corpus-level point)."""
-        if not completions:
+        return self.text_items_many([completions])[0]
+
+    def text_items_many(self, groups: Sequence[Sequence[str]]) -> list[dict[str, Items]]:
+        """``text_items`` of each group of completions (e.g. one per trial of a batch): each encoder runs once
+        over every group's completions, so rows of different groups share encoder batches."""
+        if not groups or any(not g for g in groups):
             raise ValueError("no completions to score")
-        items: dict[str, Items] = {}
-        if self._bert is not None and self._bert_refs is not None:
-            res = self._bert.score(completions, self._bert_refs)
-            items |= {
-                "bertscore_p": tensor_mean(res.precision),
-                "bertscore_r": tensor_mean(res.recall),
-                "bertscore_f1": tensor_mean(res.f1),
-            }
-        if self._embed is not None and self._embed_refs is not None:
-            items["embedding_sim"] = tensor_mean(self._embed.score(completions, self._embed_refs))
-        if self._keywords is not None:
-            counts = [float(self._keywords.count(c)) for c in completions]
-            items |= {"keyword_rate": list_mean([float(c > 0) for c in counts]), "keyword_count": list_mean(counts)}
-        if self.metrics & TEXT:
-            items |= {f"distinct_{n}": point(distinct_n(completions, n)) for n in (1, 2)}
-            items["rep_rate"] = list_mean(repetition_rates(completions))
-        return {k: v for k, v in items.items() if k in self.metrics}
+        flat = [c for g in groups for c in g]
+        bert = (
+            self._bert.score(flat, self._bert_refs) if self._bert is not None and self._bert_refs is not None else None
+        )
+        embed = (
+            self._embed.score(flat, self._embed_refs)
+            if self._embed is not None and self._embed_refs is not None
+            else None
+        )
+        out, start = [], 0
+        for completions in groups:
+            part = slice(start, start + len(completions))
+            start += len(completions)
+            items: dict[str, Items] = {}
+            if bert is not None:
+                items |= {
+                    "bertscore_p": tensor_mean(bert.precision[part]),
+                    "bertscore_r": tensor_mean(bert.recall[part]),
+                    "bertscore_f1": tensor_mean(bert.f1[part]),
+                }
+            if embed is not None:
+                items["embedding_sim"] = tensor_mean(embed[part])
+            if self._keywords is not None:
+                counts = [float(self._keywords.count(c)) for c in completions]
+                items |= {"keyword_rate": list_mean([float(c > 0) for c in counts]), "keyword_count": list_mean(counts)}
+            if self.metrics & TEXT:
+                items |= {f"distinct_{n}": point(distinct_n(completions, n)) for n in (1, 2)}
+                items["rep_rate"] = list_mean(repetition_rates(completions))
+            out.append({k: v for k, v in items.items() if k in self.metrics})
+        return out
 
     def model_items(self, model: SteerableModel, steering: Steering) -> dict[str, Items]:
         """Each requested model-based metric (and its parts, e.g. ``ppl_steered``) as items."""
@@ -186,3 +216,19 @@ class Evaluator:
                 raise ValueError(f"metrics {sorted(self.metrics & MODEL_BASED)} need the model")
             raw |= self.model_metrics(model, steering)
         return raw
+
+
+def _same_length(prompts: Sequence[str], completions: Sequence[str]) -> Sequence[str]:
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+    return prompts
+
+
+def _perplexity(nll: torch.Tensor, n: torch.Tensor) -> Items:
+    """Perplexity of whole completions from their summed NLL and token counts (``[N]`` each)."""
+
+    def ppl(idx: Index) -> float:
+        num, den = (nll.sum(), n.sum()) if idx is None else (nll[idx].sum(), n[idx].sum())
+        return math.exp(float(num / den)) if den > 0 else math.inf  # nothing but empty text: no fluency
+
+    return Items(len(nll), ppl)

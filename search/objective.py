@@ -1,10 +1,17 @@
-"""The Optuna objective: trial -> candidate -> completions -> metrics -> value, with multi-fidelity pruning.
+"""The Optuna objective: trial -> candidate -> completions -> metrics -> value, with multi-fidelity pruning, for
+one trial or a batch of trials evaluated together.
 
-Rungs are cumulative samples per prompt (e.g. ``(2, 8)``). Each rung generates only the new samples
-(``GenerationConfig.first_sample``), so the full-budget completions of a survivor are exactly what a
-single full call would give. After each rung but the last, the value is reported and the pruner may stop
-the trial. Model-based metrics (perplexity ratio, KL, gold log-likelihood) do not depend on samples and
-are measured once.
+Rungs are cumulative (prompts, samples per prompt), e.g. ``(8, 2) -> (32, 2)``. Each rung generates only the
+new completions (``GenerationConfig.first_sample``/``first_prompt``), so the full-budget completions of a
+survivor are exactly what a single full call would give. After each rung but the last, the value is reported
+and the pruner may stop the trial. Model-based metrics (perplexity ratio, KL, gold log-likelihood) do not
+depend on samples and are measured once.
+
+A batch (``begin`` each trial, then ``finish`` them together; ``search.workers`` drives it with Optuna's
+ask-and-tell) shares its forward passes: the rows of one generation batch belong to different trials, each
+with its own steering and seeds, and every trial's completions go through the scorers together. A trial's
+completions and metrics are those it would get alone (to floating-point tolerance), and one trial that raises
+fails alone.
 
 Each trial stores its raw metrics twice: as one ``metrics`` dict (what the run folder and the report read)
 and as one numeric user attribute per metric, ``metric_<name>`` (``metric_kl``, ``metric_ppl_ratio``,
@@ -18,8 +25,11 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import optuna
 
@@ -28,11 +38,14 @@ from search.config.features import FidelitySpec
 from search.config.space import SpaceSpec
 from search.space import Candidate, Pair, suggest
 from search.vectors import VectorCache
-from steering import GenerationConfig, Steering, generate
+from search.workers import FAIL_REASON_ATTR, Done, Outcome
+from steering import GenerationConfig, Steering, generate_candidates
 from steering.atomic import atomic_write_text
 from steering.model import SteerableModel
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 METRIC_ATTR_PREFIX = "metric_"
 """Each raw metric is also a numeric user attribute ``metric_<name>`` (the same names as trials.csv's columns)."""
@@ -52,6 +65,26 @@ class CompletionSink:
             for s, text in enumerate(row)
         ]
         atomic_write_text(self.directory / f"trial_{number:05d}.jsonl", "".join(lines))  # never half a file
+
+
+@dataclass(frozen=True)
+class Begun:
+    """A trial whose candidate is chosen (``SteeringObjective.begin``), waiting to be run with its batch."""
+
+    trial: optuna.trial.BaseTrial
+    cand: Candidate
+
+
+@dataclass
+class _Running:
+    """A trial of a batch between rungs: its steering, model metrics, completions and last value."""
+
+    trial: optuna.trial.BaseTrial
+    steering: Steering
+    model_raw: dict[str, float]
+    texts: list[list[str]]  # [prompt][sample]
+    stored: dict[str, float] = field(default_factory=dict)  # metric attributes already written
+    value: float | tuple[float, ...] = math.nan
 
 
 class SteeringObjective:
@@ -102,64 +135,159 @@ class SteeringObjective:
         return [f"{name} - penalty({', '.join(bounds)})" if bounds else name]
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float | tuple[float, ...]:
-        cand = suggest(trial, self.space, self.pool)
-        trial.set_user_attr("candidate", cand.record())
-        trial.set_user_attr("label", cand.describe())
+        """Run one trial (``study.optimize``, a ``FixedTrial``): its value, or the exception that ended it
+        (``optuna.TrialPruned`` when pruned)."""
+        begun = self.begin(trial)
+        ended: list[Outcome] = []
+        if isinstance(begun, Outcome):
+            ended.append(begun)
+        else:
+            self.finish([begun], lambda _trial, outcome: ended.append(outcome))
+        return ended[0].result()
+
+    def begin(self, trial: optuna.trial.BaseTrial) -> Begun | Outcome:
+        """Suggest the trial's candidate (call it right after ``study.ask``, before asking the next trial, so
+        that the sampler sees these parameters while it proposes the next); an ``Outcome`` if that failed."""
         try:
-            return self._run(trial, cand)
-        except optuna.TrialPruned:
-            raise
-        except Exception as err:  # recorded on the trial, then the study goes on (optimize(catch=...))
-            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
-            raise
+            cand = suggest(trial, self.space, self.pool)
+            trial.set_user_attr("candidate", cand.record())
+            trial.set_user_attr("label", cand.describe())
+        except Exception as err:
+            return self._failed(trial, err)
+        return Begun(trial, cand)
 
-    def _run(self, trial: optuna.trial.BaseTrial, cand: Candidate) -> float | tuple[float, ...]:
-        steering = cand.steering(self.model, self.vectors)
-        model_raw = self.evaluator.model_metrics(self.model, steering) if self.evaluator.needs_model else {}
-        texts: list[list[str]] = [[] for _ in self.prompts]
-        done_p = done_s = 0
-        value: float | tuple[float, ...] = math.nan
-        stored: dict[str, float] = {}  # per-metric attributes already written (model metrics do not change)
-        budget = self.fidelity.budget(len(self.prompts))
-        for rung, (total_p, total_s) in enumerate(budget):
-            self._extend(texts, steering, done_p, done_s, total_p, total_s)
-            done_p, done_s = total_p, total_s
-            rows = texts[:done_p]
-            flat = [t for row in rows for t in row]
-            prompt_of = [p for p, row in zip(self.prompts, rows, strict=False) for _ in row]
-            raw = self.evaluator.text_metrics(flat) | model_raw
-            raw |= {k: v.value for k, v in self.evaluator.completion_items(self.model, prompt_of, flat).items()}
-            raw |= self.evaluator.derived(raw)
-            value = self.objective.value(raw)
-            values = value if isinstance(value, tuple) else (value,)
-            if not all(math.isfinite(v) for v in values):
-                raise ValueError(f"objective is not finite: {value} (metrics {raw})")
-            trial.set_user_attr("metrics", raw)
-            for name, v in raw.items():
-                if stored.get(name) != float(v):
-                    stored[name] = float(v)
-                    trial.set_user_attr(METRIC_ATTR_PREFIX + name, float(v))
-            trial.set_user_attr("samples_per_prompt", done_s)
-            trial.set_user_attr("prompts_used", done_p)
-            if not self.multi and rung < len(budget) - 1:
-                step = done_s if self.fidelity.prompts is None else done_p * done_s  # completions so far
-                trial.report(float(values[0]), step=step)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after {done_p} prompts x {done_s} samples")
-        if self.sink is not None:
-            self.sink.write(trial.number, self.prompts, texts)
-        return value
+    def finish(self, batch: Sequence[Begun], done: Done) -> None:
+        """Run begun trials together and call ``done(trial, outcome)`` as each ends.
 
-    def _extend(
-        self, texts: list[list[str]], steering: Steering, done_p: int, done_s: int, total_p: int, total_s: int
-    ) -> None:
-        """Grow ``texts`` from ``done_p`` prompts x ``done_s`` samples to ``total_p`` x ``total_s``: new samples of
-        the prompts already used, then every sample of the new prompts, each seeded by its own prompt and
-        sample index, so the result equals one call on the full budget."""
-        calls = [(0, done_p, done_s, total_s - done_s), (done_p, total_p, 0, total_s)]
-        for lo, hi, first_sample, n in calls:
-            if hi <= lo or n <= 0:
+        Each rung generates the new completions of every trial still running in shared batches
+        (``generate_candidates``: each row its own candidate and seed, so a trial's completions do not depend
+        on its batch-mates) and scores them in shared encoder passes; then each trial reports, and those the
+        pruner stops end there while the others continue together. A trial that raises (a NaN vector, NaN
+        logits, out of memory, a scorer error, a non-finite objective) ends failed with its reason: a shared
+        step that raises is redone one trial at a time, so only the trial that caused it fails."""
+        live = []
+        for b in batch:
+            try:
+                steering = b.cand.steering(self.model, self.vectors)
+                model_raw = self.evaluator.model_metrics(self.model, steering) if self.evaluator.needs_model else {}
+            except Exception as err:
+                done(b.trial, self._failed(b.trial, err))
                 continue
-            cfg = dataclasses.replace(self.generation, n=n, first_sample=first_sample, first_prompt=lo)
-            for row, new in zip(texts[lo:hi], generate(self.model, self.prompts[lo:hi], steering, cfg), strict=True):
-                row.extend(new)
+            live.append(_Running(b.trial, steering, model_raw, [[] for _ in self.prompts]))
+        budget = self.fidelity.budget(len(self.prompts))
+        done_p = done_s = 0
+        for rung, (total_p, total_s) in enumerate(budget):
+            grown = self._shared(live, partial(self._grow, lo=(done_p, done_s), hi=(total_p, total_s)), done)
+            for r, new in grown:
+                for row, extra in zip(r.texts, new, strict=True):
+                    row.extend(extra)
+            done_p, done_s = total_p, total_s
+            scored = self._shared([r for r, _ in grown], partial(self._score, n_prompts=done_p), done)
+            live = []
+            for r, raw in scored:
+                try:
+                    pruned = self._record(r, raw, rung, len(budget), done_p, done_s)
+                except Exception as err:
+                    done(r.trial, self._failed(r.trial, err))
+                    continue
+                if pruned is not None:
+                    done(r.trial, Outcome(error=pruned))
+                else:
+                    live.append(r)
+        for r in live:
+            try:
+                if self.sink is not None:
+                    self.sink.write(r.trial.number, self.prompts, r.texts)
+            except Exception as err:
+                done(r.trial, self._failed(r.trial, err))
+                continue
+            done(r.trial, Outcome(value=r.value))
+
+    @staticmethod
+    def _failed(trial: optuna.trial.BaseTrial, err: Exception) -> Outcome:
+        reason = f"{type(err).__name__}: {err}"
+        try:
+            trial.set_user_attr(FAIL_REASON_ATTR, reason)
+        except Exception:  # the storage may be what failed; the outcome still carries the reason
+            logger.warning("trial %d: could not record its fail reason (%s)", trial.number, reason)
+        return Outcome(error=err)
+
+    def _shared(
+        self, live: Sequence[_Running], step: Callable[[list[_Running]], list[T]], done: Done
+    ) -> list[tuple[_Running, T]]:
+        """``step`` on every running trial at once; if it raises, on each trial alone, failing those that raise."""
+        if not live:
+            return []
+        try:
+            return list(zip(live, step(list(live)), strict=True))
+        except Exception as err:
+            if len(live) == 1:
+                done(live[0].trial, self._failed(live[0].trial, err))
+                return []
+            logger.info(
+                "a shared step of %d trials raised (%s: %s); redoing it one trial at a time",
+                len(live),
+                type(err).__name__,
+                err,
+            )
+        out = []
+        for r in live:
+            out += self._shared([r], step, done)
+        return out
+
+    def _grow(self, live: Sequence[_Running], lo: tuple[int, int], hi: tuple[int, int]) -> list[list[list[str]]]:
+        """The completions that take each trial from ``lo`` = (prompts, samples) to ``hi``, per trial and prompt:
+        new samples of the prompts already used, then every sample of the new prompts, each seeded by its own
+        prompt and sample index, so that the result equals one call on the full budget."""
+        (done_p, done_s), (total_p, total_s) = lo, hi
+        new: list[list[list[str]]] = [[[] for _ in self.prompts] for _ in live]
+        steering = [r.steering for r in live]
+        for first_p, end_p, first_s, n in ((0, done_p, done_s, total_s - done_s), (done_p, total_p, 0, total_s)):
+            if end_p <= first_p or n <= 0:
+                continue
+            cfg = dataclasses.replace(self.generation, n=n, first_sample=first_s, first_prompt=first_p)
+            out = generate_candidates(self.model, self.prompts[first_p:end_p], steering, cfg)
+            for rows, cand_rows in zip(new, out, strict=True):
+                for p, samples in enumerate(cand_rows, start=first_p):
+                    rows[p].extend(samples)
+        return new
+
+    def _score(self, live: Sequence[_Running], n_prompts: int) -> list[dict[str, float]]:
+        """Raw metrics of each trial's completions so far (text metrics and completion perplexity in shared
+        passes; model-based metrics were measured once, at the start)."""
+        flats = [[t for row in r.texts[:n_prompts] for t in row] for r in live]
+        prompt_of = [[p for p, row in zip(self.prompts, r.texts[:n_prompts], strict=False) for _ in row] for r in live]
+        text = self.evaluator.text_items_many(flats)
+        rows = max(self.generation.batch_size, *(len(f) for f in flats))  # one trial's rows are never split
+        completion = self.evaluator.completion_items_many(
+            self.model, list(zip(prompt_of, flats, strict=True)), rows_per_pass=rows
+        )
+        return [
+            {k: v.value for k, v in t.items()} | r.model_raw | {k: v.value for k, v in c.items()}
+            for r, t, c in zip(live, text, completion, strict=True)
+        ]
+
+    def _record(
+        self, r: _Running, raw: dict[str, float], rung: int, n_rungs: int, done_p: int, done_s: int
+    ) -> optuna.TrialPruned | None:
+        """Value the trial, store its metrics and report; the ``TrialPruned`` to end it with if pruned."""
+        raw |= self.evaluator.derived(raw)
+        value = self.objective.value(raw)
+        values = value if isinstance(value, tuple) else (value,)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"objective is not finite: {value} (metrics {raw})")
+        r.value = value
+        trial = r.trial
+        trial.set_user_attr("metrics", raw)
+        for name, v in raw.items():
+            if r.stored.get(name) != float(v):
+                r.stored[name] = float(v)
+                trial.set_user_attr(METRIC_ATTR_PREFIX + name, float(v))
+        trial.set_user_attr("samples_per_prompt", done_s)
+        trial.set_user_attr("prompts_used", done_p)
+        if not self.multi and rung < n_rungs - 1:
+            step = done_s if self.fidelity.prompts is None else done_p * done_s  # completions so far
+            trial.report(float(values[0]), step=step)
+            if trial.should_prune():
+                return optuna.TrialPruned(f"pruned after {done_p} prompts x {done_s} samples")
+        return None

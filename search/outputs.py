@@ -77,8 +77,9 @@ def config_yaml(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(_config_dict(cfg), sort_keys=False)
 
 
-BUDGET_FIELDS = ("n_trials", "timeout")
-"""Study fields a resumed run may change: they set how long to run, not what is searched."""
+BUDGET_FIELDS = ("n_trials", "timeout", "batch")
+"""Study fields a resumed run may change: they set how long to run and how many trials run together (as the
+number of workers does), not what is searched."""
 
 ANALYSIS_SECTIONS = ("distill", "length", "select", "compare")
 """Config sections of the stages after the search (selection, comparison, ``analyze``): changing one changes no

@@ -79,7 +79,8 @@ def run_search(
     Any number of processes may run this on one storage (see ``search.workers``). Every input is checked
     before the run folder is touched. The folder's ``trials.csv`` and ``best.json`` are rewritten from the
     storage after every finished trial, so a killed run can still be read. ``callbacks`` are Optuna
-    callbacks called after each trial this worker finishes."""
+    callbacks called after each trial this worker finishes. Trials run ``study.batch`` at a time, sharing
+    their forward passes (``search.objective``)."""
     if n_trials is not None and n_trials < 1:
         raise ConfigError(f"n_trials must be >= 1, got {n_trials}")
     url = storage or cfg.study.storage
@@ -155,6 +156,7 @@ def run_search(
             study,
             fn,
             target=target,
+            batch=cfg.study.batch,
             timeout=timeout if timeout is not None else cfg.study.timeout,
             callbacks=[refresh, *callbacks],
             stale_after=cfg.study.stale_after,

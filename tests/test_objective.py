@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from objectives import EvalData, Evaluator, Objective, ObjectiveSpec, Term
+from objectives.items import point
 from objectives.testing import FakeBertScorer
 from search.config.features import FidelitySpec
 from search.config.space import FloatRange, IntRange, PairsSpec, SpaceSpec
@@ -118,13 +119,13 @@ def test_bad_prompt_rungs(rungs, prompts, match) -> None:
 def test_failed_trial_is_recorded_and_study_goes_on(tiny: SteerableModel, tmp_path: Path, monkeypatch) -> None:
     objective = _objective(tiny, tmp_path, rungs=(1,))
     calls = {"n": 0}
-    real = objective.evaluator.text_metrics
+    real = objective.evaluator.text_items_many
 
-    def sometimes_nan(completions):
+    def sometimes_nan(groups):
         calls["n"] += 1
-        return {"bertscore_f1": float("nan")} if calls["n"] == 1 else real(completions)
+        return [{"bertscore_f1": point(float("nan"))} for _ in groups] if calls["n"] == 1 else real(groups)
 
-    monkeypatch.setattr(objective.evaluator, "text_metrics", sometimes_nan)
+    monkeypatch.setattr(objective.evaluator, "text_items_many", sometimes_nan)
     study = optuna.create_study(direction="maximize")
     study.optimize(objective, n_trials=2, catch=(Exception,))
     states = [t.state for t in study.trials]
@@ -159,8 +160,8 @@ def _scorer_crash(*args, **kwargs):  # type: ignore[no-untyped-def]
     [
         ("search.space.Candidate.steering", _nan_vector, "ValueError: steering vector has NaN or inf values"),
         ("search.space.Candidate.steering", _huge_vector, "FloatingPointError: the model produced NaN or inf logits"),
-        ("search.objective.generate", _oom, "OutOfMemoryError: CUDA out of memory"),
-        ("objectives.Evaluator.text_metrics", _scorer_crash, "RuntimeError: scorer crashed"),
+        ("search.objective.generate_candidates", _oom, "OutOfMemoryError: CUDA out of memory"),
+        ("objectives.Evaluator.text_items_many", _scorer_crash, "RuntimeError: scorer crashed"),
     ],
     ids=["nan-vector", "nan-logits", "out-of-memory", "scoring-error"],
 )

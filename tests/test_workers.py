@@ -42,7 +42,7 @@ space:
   layer: {{{{low: 0, high: 1}}}}
   coeff: {{{{low: 0.5, high: 8, log: true}}}}
 fidelity: {{{{rungs: [1]}}}}
-study: {{{{n_trials: 4, seed: 0, pruner: none, heartbeat_interval: 1, grace_period: 2}}}}
+study: {{{{n_trials: 4, seed: 0, pruner: none, heartbeat_interval: 1, grace_period: 2, batch: {{batch}}}}}}
 """
 
 STORAGES = [
@@ -52,10 +52,10 @@ STORAGES = [
 ]
 
 
-def _setup(tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> tuple[Path, Path, str | None]:
+def _setup(tmp_path: Path, kind: str, request: pytest.FixtureRequest, batch: int = 1) -> tuple[Path, Path, str | None]:
     name = f"w{uuid.uuid4().hex[:10]}"
     cfg = tmp_path / "exp.yaml"
-    cfg.write_text(CONFIG.format(name=name))
+    cfg.write_text(CONFIG.format(name=name, batch=batch))
     url = {
         "sqlite": None,
         "journal": f"journal:{tmp_path / 'journal.log'}",
@@ -119,11 +119,12 @@ def test_worker_seeds() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 3], ids=["one-by-one", "batches-of-3"])
 @pytest.mark.parametrize("kind", STORAGES)
 def test_four_workers_started_together_explore_and_stop_at_the_target(
-    tmp_path: Path, kind: str, request: pytest.FixtureRequest, spawn
+    tmp_path: Path, kind: str, batch: int, request: pytest.FixtureRequest, spawn
 ) -> None:
-    cfg, out, url = _setup(tmp_path, kind, request)
+    cfg, out, url = _setup(tmp_path, kind, request, batch)
     together = {"STEERSEARCH_TEST_TOGETHER": f"{tmp_path / 'started'}:4", "STEERSEARCH_TEST_TRIAL_S": "0.5"}
     workers = [spawn(cfg, out, 12, url, **together) for _ in range(4)]  # same instant, fresh folder and storage
     outputs = [w.communicate(timeout=300)[0] for w in workers]
@@ -141,29 +142,33 @@ def test_four_workers_started_together_explore_and_stop_at_the_target(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("batch", "hang_at"), [(1, 2), (2, 4)], ids=["one-by-one", "batches-of-2"])
 @pytest.mark.parametrize("kind", STORAGES)
 def test_a_killed_workers_trial_is_retried_by_another(
-    tmp_path: Path, kind: str, request: pytest.FixtureRequest, spawn
+    tmp_path: Path, kind: str, batch: int, hang_at: int, request: pytest.FixtureRequest, spawn
 ) -> None:
-    cfg, out, url = _setup(tmp_path, kind, request)
-    doomed = spawn(cfg, out, 4, url, STEERSEARCH_TEST_HANG_AT="2")
+    """The worker hangs in its second trial (one by one) or in the second trial of its second batch of 2, so
+    one batch of trials is RUNNING when it is killed; another worker retries each with its parameters."""
+    cfg, out, url = _setup(tmp_path, kind, request, batch)
+    doomed = spawn(cfg, out, 4, url, STEERSEARCH_TEST_HANG_AT=str(hang_at))
     _wait_for_line(doomed, "hanging in trial")
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
-    # The night's work is readable in the morning: the folder was updated after the first finished trial.
+    # The night's work is readable in the morning: the folder was updated after each finished trial.
     best = json.loads((out / "best.json").read_text())
-    assert best["number"] == 0 and len((out / "trials.csv").read_text().splitlines()) == 2  # header + trial 0
+    assert best["number"] < batch and len((out / "trials.csv").read_text().splitlines()) == 1 + batch
     assert main(["report", str(out), *(["--storage", url] if url else [])]) == 0
     hung = [t for t in _study(out, url).trials if t.state == TrialState.RUNNING]
-    assert len(hung) == 1
+    assert len(hung) == batch
 
     rescuer = spawn(cfg, out, 4, url)
     output = rescuer.communicate(timeout=300)[0]
     assert rescuer.returncode == 0, output
     study = _study(out, url)
-    killed = study.trials[hung[0].number]
-    retry = study.trials[retried_by(study.trials)[killed.number]]
-    assert killed.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
-    assert retry.params == killed.params  # retried with the same parameters
+    for h in hung:
+        killed = study.trials[h.number]
+        retry = study.trials[retried_by(study.trials)[killed.number]]
+        assert killed.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+        assert retry.params == killed.params and retry.params  # retried with the same parameters
     assert tally(study).done == 4 and not [t for t in study.trials if t.state == TrialState.RUNNING]
     assert "stale" in (out / "trials.csv").read_text()

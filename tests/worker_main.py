@@ -23,26 +23,27 @@ from steering.testing import tiny_model
 
 
 def _hang_at(k: int) -> None:
-    run, started = SteeringObjective._run, []
+    begin, started = SteeringObjective.begin, []
 
-    def hanging(self, trial, cand):  # type: ignore[no-untyped-def]
+    def hanging(self, trial):  # type: ignore[no-untyped-def]
+        begun = begin(self, trial)  # the trial has its parameters: a retry must reuse them
         started.append(trial.number)
         if len(started) == k:
             print(f"hanging in trial {trial.number}", flush=True)
             time.sleep(3600)
-        return run(self, trial, cand)
+        return begun
 
-    SteeringObjective._run = hanging  # type: ignore[method-assign]
+    SteeringObjective.begin = hanging  # type: ignore[method-assign]
 
 
 def _slow_trials(seconds: float) -> None:
-    run = SteeringObjective._run
+    begin = SteeringObjective.begin
 
-    def slow(self, trial, cand):  # type: ignore[no-untyped-def]
+    def slow(self, trial):  # type: ignore[no-untyped-def]
         time.sleep(seconds)
-        return run(self, trial, cand)
+        return begin(self, trial)
 
-    SteeringObjective._run = slow  # type: ignore[method-assign]
+    SteeringObjective.begin = slow  # type: ignore[method-assign]
 
 
 def _start_together(spec: str) -> None:

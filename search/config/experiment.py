@@ -92,7 +92,10 @@ class StudySpec:
     ``heartbeat_interval``/``grace_period`` (seconds): RDB storages (SQLite, PostgreSQL) fail a RUNNING trial
     whose worker sent no heartbeat for ``grace_period`` and retry it with the same parameters, at most
     ``max_retry`` times. Journal storage has no heartbeat: a RUNNING trial there is stale when its worker
-    process on this host is gone, or after ``stale_after`` seconds (see ``search.workers``)."""
+    process on this host is gone, or after ``stale_after`` seconds (see ``search.workers``).
+
+    ``batch``: trials a worker asks for at once and runs together, their completions generated and scored in
+    shared forward passes (each trial's numbers are those it would get alone). 1 runs one trial at a time."""
 
     sampler: Literal["tpe", "cmaes", "gp", "nsga2", "grid", "random"] = "tpe"
     pruner: Literal["none", "median", "halving", "hyperband"] = "median"
@@ -104,8 +107,11 @@ class StudySpec:
     grace_period: int = 60
     max_retry: int = 2
     stale_after: float = 21600.0
+    batch: int = 1
 
     def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
         if self.n_trials < 1:
             raise ValueError(f"n_trials must be >= 1, got {self.n_trials}")
         if self.timeout is not None and self.timeout <= 0:
