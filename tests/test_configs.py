@@ -51,6 +51,7 @@ def test_all_expected_configs_ship() -> None:
     assert {"quickstart", "frac-coeff-sweep", "gpt2-xl-weddings", "love", "calm"} <= names
     assert {"learned-weddings", "adversarial-weddings", "distill-weddings"} <= names
     assert {"smollm2-weddings", "gemma3-weddings"} <= names  # real models
+    assert {"smollm2-frac-coeff-sweep", "smollm2-learned-weddings", "smollm2-calm"} <= names  # more on SmolLM2
     assert shipped_configs() == sorted(names)  # what the installed package finds (here: the repository's)
 
 

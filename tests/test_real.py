@@ -18,7 +18,7 @@ from objectives.gold import load_gold_set, load_split
 from steering import Addition, GenerationConfig, SteeringVector, generate, load_model, steer
 from steering.catalog import CATALOG, converted
 from steering.generate import decode_loop
-from steering.model import SteerableModel
+from steering.model import ModelLoadError, SteerableModel
 from tests.reference import uncached_greedy
 
 pytestmark = pytest.mark.real
@@ -72,6 +72,19 @@ def test_steering_raises_the_wedding_word_rate(smol: SteerableModel) -> None:
     plain = keywords.score([t for row in generate(smol, prompts, [], cfg) for t in row]).rate
     steered = keywords.score([t for row in generate(smol, prompts, [Addition(vec, 4.0)], cfg) for t in row]).rate
     assert steered >= max(3 * plain, plain + 0.25), (plain, steered)  # n=32, same prompts and seeds
+
+
+def test_chat_format_wraps_prompts_in_smollm2s_template_and_stops_at_im_end(smol: SteerableModel) -> None:
+    chat = smol.with_settings(prompt_format="chat")
+    ids = chat.encode_prompt("I went up to my friend and said")
+    tokens = smol.tokenizer.convert_ids_to_tokens(ids)
+    assert tokens[:3] == ["<|endoftext|>", "<|im_start|>", "system"]  # our BOS, then the template
+    assert smol.tokenizer.decode(ids).endswith("<|im_end|>\n<|im_start|>assistant\n")  # the answer comes next
+    greedy = GenerationConfig(max_new_tokens=60, n=1, temperature=0.0, freq_penalty=0.0)
+    answer = generate(chat, ["Say hello."], [], greedy)[0][0]
+    assert answer and "<|im" not in answer  # an assistant's answer, cut at its <|im_end|> (the tokenizer's EOS)
+    with pytest.raises(ModelLoadError, match="bos_token '<nope>' is not a token"):
+        smol.with_settings(bos_token="<nope>")
 
 
 # Gemma 3 270M: a second family (sliding-window attention, one KV head, a 262k vocabulary, scaled embeddings).
