@@ -48,6 +48,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_search
 	$(BIN)/python -m bench.bench_fit
 	$(BIN)/python -m bench.bench_soak
+	$(BIN)/python -m bench.bench_floor --threads 1
+	$(BIN)/python -m bench.bench_fidelity
+	$(BIN)/python -m bench.bench_noise
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -4,11 +4,12 @@ A candidate's objective on the search split (all search prompts x the last rung'
 budget a surviving trial spends) is a statistic of its completions, neutral texts and off-target prompts. Its
 standard error is the spread of that statistic over bootstrap resamples of those items. Two candidates scored on
 the same prompts and seeds are paired: the SE of their difference is far below the two SEs combined, because
-prompt-to-prompt and seed-to-seed noise cancels. Measured for the config's first hand-written baseline against
-the same pair at 1.25x its coefficient (``--baseline I`` for another) (a neighbour a search would have to tell apart). The completions needed
-for a 95% CI half-width of 0.01 follow from SE ~ 1/sqrt(n): ``n_needed = n * (1.96 * SE / 0.01) ** 2``.
+prompt-to-prompt and seed-to-seed noise cancels. Measured for the config's first hand-written baseline (or
+``--baseline I``) against the same pair at 1.25x its coefficient, a neighbour a search would have to tell
+apart. The completions needed for a 95% CI half-width of 0.01 follow from SE ~ 1/sqrt(n):
+``n_needed = n * (1.96 * SE / 0.01) ** 2``.
 
-    python -m bench.bench_noise [--config configs/quickstart.yaml] [--resamples 1000]
+    python -m bench.bench_noise [--config configs/quickstart.yaml] [--resamples 1000] [--baseline I]
 """
 
 from __future__ import annotations
