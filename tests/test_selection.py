@@ -148,3 +148,15 @@ def test_a_multi_objective_study_selects_from_its_pareto_front(tiny: Any, tmp_pa
     assert selection.winner in comparison.methods and comparison.winner == selection.winner
     assert comparison.paired == {} and all(c.test is not None for c in selection.contenders)
     assert selection.winner in selection.summary()
+
+
+def test_a_validation_tie_goes_to_the_better_search_value() -> None:
+    from search.analysis.select import Contender, best_on_validation
+
+    def c(name: str, kind: str, search: float | None, val: float) -> Contender:
+        return Contender(name, kind, 1, [], search, Evaluation({}, {}, val))  # type: ignore[arg-type]
+
+    tied = [c("a", "tuned", 0.1, 0.0), c("b", "tuned", 0.7, 0.0), c("x", "candidate", 0.9, 0.5)]
+    assert best_on_validation(tied, "tuned") == "b"  # both 0 on validation: the one that searched better
+    assert best_on_validation([c("a", "tuned", None, 0.2), c("b", "tuned", 0.7, 0.1)], "tuned") == "a"
+    assert best_on_validation(tied, "candidate") == "x" and best_on_validation(tied[:2], "candidate") is None

@@ -253,6 +253,15 @@ def _dominates(a: list[float], b: list[float], higher_is_better: list[bool]) -> 
     return all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
 
 
+def best_on_validation(contenders: list[Contender], kind: Kind) -> str | None:
+    """The contender of ``kind`` with the best validation objective; a tie (e.g. several at steer_score 0) goes
+    to the better search value, then to the first."""
+    pool = [c for c in contenders if c.kind == kind and c.validation.objective is not None]
+    if not pool:
+        return None
+    return max(pool, key=lambda c: (c.validation.value, c.search if c.search is not None else -math.inf)).name
+
+
 def select_winner(
     cfg: ExperimentConfig, study: optuna.Study, validation: SplitEvaluator, vectors: VectorCache
 ) -> Selection:
@@ -279,11 +288,7 @@ def select_winner(
     if multi:
         return _select_multi(cfg, validation, contenders)
 
-    def best(kind: Kind) -> str | None:
-        pool = [c for c in contenders if c.kind == kind and c.validation.objective is not None]
-        return max(pool, key=lambda c: c.validation.value).name if pool else None
-
-    reference, best_candidate = best("tuned"), best("candidate")
+    reference, best_candidate = best_on_validation(contenders, "tuned"), best_on_validation(contenders, "candidate")
     paired = None
     if reference is not None and best_candidate is not None:
         paired = validation.paired(measured[best_candidate], measured[reference])
