@@ -29,11 +29,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import optuna
 
 from objectives import Evaluator, Objective
+from search.attrs import set_user_attrs
 from search.config.features import FidelitySpec
 from search.config.space import SpaceSpec
 from search.space import Candidate, Pair, suggest
@@ -75,7 +76,7 @@ class Begun:
     cand: Candidate
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity
 class _Running:
     """A trial of a batch between rungs: its steering, model metrics, completions and last value."""
 
@@ -150,8 +151,7 @@ class SteeringObjective:
         that the sampler sees these parameters while it proposes the next); an ``Outcome`` if that failed."""
         try:
             cand = suggest(trial, self.space, self.pool)
-            trial.set_user_attr("candidate", cand.record())
-            trial.set_user_attr("label", cand.describe())
+            set_user_attrs([(trial, {"candidate": cand.record(), "label": cand.describe()})])
         except Exception as err:
             return self._failed(trial, err)
         return Begun(trial, cand)
@@ -183,10 +183,17 @@ class SteeringObjective:
                     row.extend(extra)
             done_p, done_s = total_p, total_s
             scored = self._shared([r for r, _ in grown], partial(self._score, n_prompts=done_p), done)
-            live = []
+            valued = []
             for r, raw in scored:
                 try:
-                    pruned = self._record(r, raw, rung, len(budget), done_p, done_s)
+                    valued.append((r, self._value(r, raw, done_p, done_s)))
+                except Exception as err:
+                    done(r.trial, self._failed(r.trial, err))
+            stored = self._shared([r for r, _ in valued], partial(self._store, dict(valued)), done)
+            live = []
+            for r, _ in stored:
+                try:
+                    pruned = self._report(r, rung, len(budget), done_p, done_s)
                 except Exception as err:
                     done(r.trial, self._failed(r.trial, err))
                     continue
@@ -267,27 +274,36 @@ class SteeringObjective:
             for r, t, c in zip(live, text, completion, strict=True)
         ]
 
-    def _record(
-        self, r: _Running, raw: dict[str, float], rung: int, n_rungs: int, done_p: int, done_s: int
-    ) -> optuna.TrialPruned | None:
-        """Value the trial, store its metrics and report; the ``TrialPruned`` to end it with if pruned."""
+    def _value(self, r: _Running, raw: dict[str, float], done_p: int, done_s: int) -> dict[str, Any]:
+        """Value the trial from its raw metrics (kept as ``r.value``); the user attributes to store for it."""
         raw |= self.evaluator.derived(raw)
         value = self.objective.value(raw)
         values = value if isinstance(value, tuple) else (value,)
         if not all(math.isfinite(v) for v in values):
             raise ValueError(f"objective is not finite: {value} (metrics {raw})")
         r.value = value
-        trial = r.trial
-        trial.set_user_attr("metrics", raw)
+        attrs: dict[str, Any] = {"metrics": raw}
         for name, v in raw.items():
-            if r.stored.get(name) != float(v):
-                r.stored[name] = float(v)
-                trial.set_user_attr(METRIC_ATTR_PREFIX + name, float(v))
-        trial.set_user_attr("samples_per_prompt", done_s)
-        trial.set_user_attr("prompts_used", done_p)
-        if not self.multi and rung < n_rungs - 1:
-            step = done_s if self.fidelity.prompts is None else done_p * done_s  # completions so far
-            trial.report(float(values[0]), step=step)
-            if trial.should_prune():
-                return optuna.TrialPruned(f"pruned after {done_p} prompts x {done_s} samples")
+            if r.stored.get(name) != float(v):  # model metrics do not change between rungs
+                attrs[METRIC_ATTR_PREFIX + name] = float(v)
+        return attrs | {"samples_per_prompt": done_s, "prompts_used": done_p}
+
+    def _store(self, attrs: dict[_Running, dict[str, Any]], live: Sequence[_Running]) -> list[None]:
+        """Write the trials' attributes, all in one storage transaction where the storage allows it."""
+        set_user_attrs([(r.trial, attrs[r]) for r in live])
+        for r in live:
+            r.stored |= {
+                k.removeprefix(METRIC_ATTR_PREFIX): v for k, v in attrs[r].items() if k.startswith(METRIC_ATTR_PREFIX)
+            }
+        return [None] * len(live)
+
+    def _report(self, r: _Running, rung: int, n_rungs: int, done_p: int, done_s: int) -> optuna.TrialPruned | None:
+        """Report the rung's value to the pruner; the ``TrialPruned`` to end the trial with if it says so."""
+        if self.multi or rung == n_rungs - 1:
+            return None
+        value = r.value[0] if isinstance(r.value, tuple) else r.value
+        step = done_s if self.fidelity.prompts is None else done_p * done_s  # completions so far
+        r.trial.report(float(value), step=step)
+        if r.trial.should_prune():
+            return optuna.TrialPruned(f"pruned after {done_p} prompts x {done_s} samples")
         return None

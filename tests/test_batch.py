@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from objectives import EvalData, Evaluator, Objective, ObjectiveSpec, Term
 from objectives.compose import Constraint
 from objectives.testing import FakeBertScorer
+from search.attrs import one_transaction, set_user_attrs
 from search.config import load_config
 from search.config.features import FidelitySpec
 from search.config.space import FloatRange, IntRange, PairsSpec, SpaceSpec
@@ -23,6 +24,7 @@ from search.objective import CompletionSink, SteeringObjective
 from search.run import run_search
 from search.session import Scorers
 from search.space import Candidate, pair_pool
+from search.study import storage_for
 from search.workers import OneByOne, run_until
 from steering import Addition, GenerationConfig, SteeringVector
 from steering.model import SteerableModel
@@ -248,4 +250,27 @@ def test_run_search_runs_batches_and_resumes_with_another_batch(tiny: SteerableM
     again = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, batch=4))
     study = run_search(again, out=out, model=tiny, scorers=scorers, n_trials=6, progress=False)
     assert len(study.trials) == 6 and len((out / "trials.csv").read_text().splitlines()) == 1 + 6
-    assert len(list((out / "completions").glob("*.jsonl"))) == 6
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(list((out / "completions").glob("*.jsonl"))) == len(complete) >= 3
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # this test asks for trials itself
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
+def test_user_attributes_of_a_batch_are_written_together(tmp_path: Path, kind: str) -> None:
+    storage = {
+        "sqlite": lambda: storage_for(None, tmp_path),
+        "journal": lambda: storage_for(f"journal:{tmp_path / 'j.log'}", tmp_path),
+        "memory": lambda: None,
+    }[kind]()
+    study = optuna.create_study(storage=storage)
+    a, b, done = study.ask(), study.ask(), study.ask()
+    study.tell(done, 1.0)
+    assert one_transaction([a, b]) == (kind == "sqlite")  # RDB storages take the one-transaction path
+    set_user_attrs([(a, {"metrics": {"kl": 0.5}, "metric_kl": 0.5}), (b, {"label": "x"})])
+    set_user_attrs([(a, {"metric_kl": 0.25})])  # overwrites, as set_user_attr does
+    assert a.user_attrs == {"metrics": {"kl": 0.5}, "metric_kl": 0.25} and b.user_attrs == {"label": "x"}
+    stored = optuna.load_study(study_name=study.study_name, storage=study._storage).trials
+    assert stored[0].user_attrs == a.user_attrs and stored[1].user_attrs == b.user_attrs
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # a finished trial is refused, as one by one
+        set_user_attrs([(a, {"late": 1}), (done, {"late": 1})])
+    assert "late" not in optuna.load_study(study_name=study.study_name, storage=study._storage).trials[2].user_attrs
