@@ -16,6 +16,12 @@ Any number of ``steersearch run`` processes, on one machine or several, may shar
   retried (their copy counts) and surplus ones. A worker only starts a trial while finished + running trials
   are below the target; when two workers start one in the same instant, the trial numbered past the target
   is recorded failed as ``surplus`` and not run, so the study ends at exactly the target.
+- **Batches.** A worker runs its trials ``batch`` at a time with Optuna's ask-and-tell (``run_batch``): it
+  asks for no more trials than the slots still free, begins each (its parameters suggested) before asking
+  the next, lets the objective run them together, and tells each trial as it ends, calling the callbacks
+  after each as ``study.optimize`` does. Ask-and-tell has no heartbeat of its own, so one thread beats for
+  every running trial of the batch on RDB storages. ``batch`` 1 proposes, runs and records exactly what
+  ``study.optimize`` did.
 """
 
 from __future__ import annotations

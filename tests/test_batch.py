@@ -19,12 +19,13 @@ from objectives.testing import FakeBertScorer
 from search.attrs import one_transaction, set_user_attrs
 from search.config import load_config
 from search.config.features import FidelitySpec
-from search.config.space import FloatRange, IntRange, PairsSpec, SpaceSpec
+from search.config.space import FloatRange, IntRange, LearnedSpec, PairsSpec, SpaceSpec
 from search.objective import CompletionSink, SteeringObjective
 from search.run import run_search
 from search.session import Scorers
 from search.space import Candidate, pair_pool
 from search.study import storage_for
+from search.vectors import Fitter, VectorCache
 from search.workers import OneByOne, run_until
 from steering import Addition, GenerationConfig, SteeringVector
 from steering.model import SteerableModel
@@ -38,6 +39,7 @@ DATA = EvalData(
     neutral_texts=("The bus was late.", "Rain fell all day on the town."),
     off_target_prompts=("The recipe needs", "In the morning the train"),
 )
+ROWS = (("I went up to my friend and said", " the bride and the groom"),)
 PROMPTS = ("I went up to my friend and said", "The other day", "Here is how to", "Honestly, I think that")
 METRICS = ("bertscore_f1", "rep_rate", "ppl_ratio", "kl", "completion_ppl", "distinct_2")
 # (prompts, samples) rungs (1 x 1) -> (3 x 2) -> (4 x 3): later rungs extend earlier ones.
@@ -274,3 +276,45 @@ def test_user_attributes_of_a_batch_are_written_together(tmp_path: Path, kind: s
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # a finished trial is refused, as one by one
         set_user_attrs([(a, {"late": 1}), (done, {"late": 1})])
     assert "late" not in optuna.load_study(study_name=study.study_name, storage=study._storage).trials[2].user_attrs
+
+
+def test_learned_and_pair_candidates_share_a_batch(tiny: SteerableModel, tmp_path: Path) -> None:
+    """Fitted vectors (added from token 1 on, through every generated token) and pair vectors (front positions)
+    in one batch: each trial gets what it gets alone."""
+    space = SpaceSpec(
+        layer=IntRange(0, 1),
+        coeff=FloatRange(0.5, 8.0),
+        kinds=("pair", "learned"),
+        learned=LearnedSpec(lr=FloatRange(0.01, 0.1, log=True), steps=IntRange(2, 4), init=("zeros", "pair")),
+    )
+    points = [
+        {"kind": "learned", "init": "zeros", "layer": 1, "lr": 0.05, "steps": 3, "norm_bound": 5.0},
+        {"kind": "pair", "pair": POOL[0].label, "layer": 1, "coeff": 4.0},
+        {
+            "kind": "learned",
+            "init": "pair",
+            "pair": POOL[1].label,
+            "layer": 0,
+            "coeff": 2.0,
+            "lr": 0.05,
+            "steps": 2,
+            "norm_bound": 5.0,
+        },
+        {"kind": "pair", "pair": POOL[2].label, "layer": 0, "coeff": 6.0},
+    ]
+    studies = {}
+    for batch in (1, 4):
+        out = tmp_path / str(batch)
+        objective = _objective(tiny, out)
+        objective.space = space
+        objective.vectors = VectorCache(Fitter(ROWS, spec=space.learned), out / "fitted")
+        study = optuna.create_study(direction="maximize")
+        for p in points:
+            study.enqueue_trial(p)
+        run_until(study, objective, target=len(points), batch=batch)
+        studies[batch] = study
+    assert [t.user_attrs["candidate"][0]["kind"] for t in studies[4].trials] == ["learned", "pair"] * 2
+    assert all(t.state == TrialState.COMPLETE for t in studies[4].trials)
+    for x, y in zip(studies[1].trials, studies[4].trials, strict=True):
+        assert x.user_attrs["metrics"] == pytest.approx(y.user_attrs["metrics"], rel=1e-5, abs=1e-6)
+        assert _completions(tmp_path / "1", x.number) == _completions(tmp_path / "4", x.number)
