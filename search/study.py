@@ -249,8 +249,15 @@ def open_study(
                         study.set_metric_names(list(metric_names))
                 setup(study)
                 return study, CREATOR
-        except StorageError:
-            raise
+        except StorageError as err:
+            # Opening a remote storage while another worker creates its schema fails inside storage_for
+            # (wrapped, with the database's error as cause): retry that. A missing driver, a local storage
+            # and our own refusals (no cause) fail at once.
+            cause = err.__cause__
+            if lock is not None or attempt == 4 or cause is None or isinstance(cause, ImportError):
+                raise
+            logger.info("opening the storage failed (%s); retrying", type(cause).__name__)
+            time.sleep(0.5 * (attempt + 1))
         except Exception as err:  # two remote workers creating one schema at once: one of them retries
             if attempt == 4:
                 raise StorageError(f"storage {redact(url)}: {str(err).strip().splitlines()[0]}") from err
