@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from filelock import FileLock
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -79,15 +80,25 @@ def storage_for(url: str | None, out_dir: Path, spec: StudySpec | None = None) -
         rdb = _rdb_url(url)
         # Several worker processes may share a SQLite file: wait for its lock instead of failing.
         engine = {"connect_args": {"timeout": 120}} if rdb.startswith("sqlite") else {"pool_pre_ping": True}
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 but long-standing
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                rdb,
-                engine_kwargs=engine,
-                heartbeat_interval=spec.heartbeat_interval,
-                grace_period=spec.grace_period,
-                heartbeat_stale_trial_callback=retry_callback(spec.max_retry),
-            )
+        for attempt in range(5):
+            try:
+                with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 but long-standing
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        rdb,
+                        engine_kwargs=engine,
+                        heartbeat_interval=spec.heartbeat_interval,
+                        grace_period=spec.grace_period,
+                        heartbeat_stale_trial_callback=retry_callback(spec.max_retry),
+                    )
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:
+                # Workers that open a fresh PostgreSQL database at once race to create its schema (CREATE TYPE
+                # studydirection: duplicate key); the loser retries and finds the schema made.
+                if attempt == 4 or rdb.startswith("sqlite"):
+                    raise
+                logger.info("creating the storage's schema raced another worker (%s); retrying", type(err).__name__)
+                time.sleep(0.3 * (attempt + 1))
+        raise AssertionError("unreachable")
     except ImportError as err:
         raise StorageError(
             f"storage {redact(url)}: its database driver is not installed ({err}); "
@@ -249,15 +260,8 @@ def open_study(
                         study.set_metric_names(list(metric_names))
                 setup(study)
                 return study, CREATOR
-        except StorageError as err:
-            # Opening a remote storage while another worker creates its schema fails inside storage_for
-            # (wrapped, with the database's error as cause): retry that. A missing driver, a local storage
-            # and our own refusals (no cause) fail at once.
-            cause = err.__cause__
-            if lock is not None or attempt == 4 or cause is None or isinstance(cause, ImportError):
-                raise
-            logger.info("opening the storage failed (%s); retrying", type(cause).__name__)
-            time.sleep(0.5 * (attempt + 1))
+        except StorageError:
+            raise
         except Exception as err:  # two remote workers creating one schema at once: one of them retries
             if attempt == 4:
                 raise StorageError(f"storage {redact(url)}: {str(err).strip().splitlines()[0]}") from err
