@@ -21,9 +21,9 @@ import statistics
 from pathlib import Path
 
 from search.analysis.evaluation import Measured, Method, SplitEvaluator, joint_draws
+from search.analysis.select import written_candidate
 from search.config import load_config
 from search.session import Scorers, load_data, load_experiment_model, metrics_for
-from search.space import AdditionChoice, Candidate, Pair
 from search.vectors import VectorCache
 
 ROOT = Path(__file__).parents[1]
@@ -45,7 +45,7 @@ def main() -> None:
     vectors = VectorCache()
     measured: dict[str, Measured] = {}
     for coeff in (b.coeff, b.coeff * 1.25):
-        cand = Candidate((AdditionChoice(Pair(*b.pair), b.layer, coeff, b.frac, b.mask, b.positions),))
+        cand = written_candidate(dataclasses.replace(b, coeff=coeff))
         measured[cand.describe()] = search.measure(Method(cand.describe(), cand.steering(model, vectors)))
     (name_a, a), (name_b, bb) = measured.items()
     draws = joint_draws(a, args.resamples, seed=0)

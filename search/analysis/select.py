@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from objectives.compose import METRICS
 from search.analysis.evaluation import Evaluation, Measured, Method, Paired, SplitEvaluator
-from search.config import ExperimentConfig, from_dict
+from search.config import BaselineSpec, ExperimentConfig, from_dict
 from search.outputs import write_text
 from search.space import AdditionChoice, Candidate, Pair
 from search.study import TUNE_ATTR, tuned_trials
@@ -139,6 +139,11 @@ def _key(record: list[dict[str, Any]]) -> str:
     return json.dumps(record, sort_keys=True)
 
 
+def written_candidate(b: BaselineSpec) -> Candidate:
+    """A hand-written intervention as the config writes it: one addition of its pair."""
+    return Candidate((AdditionChoice(Pair(*b.pair), b.layer, b.coeff, b.frac, b.mask, b.positions),))
+
+
 class Entry(NamedTuple):
     """A contender before validation: its row name, trial, candidate record and search-split value."""
 
@@ -165,7 +170,7 @@ def tuned_rows(cfg: ExperimentConfig, study: optuna.Study) -> list[Entry]:
             name = f"tuned hand-written: {Candidate.from_record(record).describe()}"
             rows.append(Entry(name, trial.number, record, _value(trial)))
         else:
-            cand = Candidate((AdditionChoice(Pair(*b.pair), b.layer, b.coeff, b.frac, b.mask, b.positions),))
+            cand = written_candidate(b)
             name = f"hand-written, not tuned: {cand.describe()}"
             rows.append(Entry(name, None, cand.record(), None))
     return rows
@@ -221,7 +226,7 @@ def pareto_rows(cfg: ExperimentConfig, study: optuna.Study) -> list[Entry]:
 def _as_written(cfg: ExperimentConfig) -> list[Entry]:
     rows, seen = [], set()
     for b in cfg.baselines:
-        cand = Candidate((AdditionChoice(Pair(*b.pair), b.layer, b.coeff, b.frac, b.mask, b.positions),))
+        cand = written_candidate(b)
         if _key(cand.record()) not in seen:
             seen.add(_key(cand.record()))
             rows.append(Entry(f"hand-written, not tuned: {cand.describe()}", None, cand.record(), None))
