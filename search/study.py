@@ -130,6 +130,19 @@ def grid_space(space: SpaceSpec, pool: Sequence[Pair]) -> dict[str, list[Any]]:
     return grid
 
 
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``after_trial``, which stops the study when the grid is done.
+    Trials run by ask-and-tell (``search.workers``, every batch size), where ``study.stop()`` raises (it works
+    only inside ``study.optimize``), so the last grid point's callbacks never ran; it also reads the
+    ``grid_id`` of the trial told, which an enqueued trial lacks (KeyError when a batch tells an enqueued
+    trial while one grid point is left, failing its batch-mates). The budget (``run_until``) ends the study."""
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        pass
+
+
 def make_sampler(
     spec: StudySpec, space: SpaceSpec, pool: Sequence[Pair], n_objectives: int, *, seed: int | None = None
 ) -> optuna.samplers.BaseSampler:
@@ -153,7 +166,7 @@ def make_sampler(
         case "random":
             return optuna.samplers.RandomSampler(seed=seed)
         case "grid":
-            return optuna.samplers.GridSampler(grid_space(space, pool), seed=seed)
+            return _GridSampler(grid_space(space, pool), seed=seed)
     raise AssertionError(spec.sampler)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,14 @@ from objectives import EvalData, Evaluator, Objective, ObjectiveSpec, Term
 from objectives.compose import Constraint
 from objectives.testing import FakeBertScorer
 from search.attrs import one_transaction, set_user_attrs
-from search.config import load_config
+from search.config import StudySpec, load_config
 from search.config.features import FidelitySpec
 from search.config.space import FloatRange, IntRange, LearnedSpec, PairsSpec, SpaceSpec
 from search.objective import CompletionSink, SteeringObjective
 from search.run import run_search
 from search.session import Scorers
 from search.space import Candidate, pair_pool
-from search.study import storage_for
+from search.study import make_sampler, storage_for
 from search.vectors import Fitter, VectorCache
 from search.workers import OneByOne, run_until
 from steering import Addition, GenerationConfig, SteeringVector
@@ -218,6 +219,27 @@ def test_a_scorer_error_in_a_shared_pass_is_redone_trial_by_trial(
     monkeypatch.setattr(Evaluator, "text_items_many", fails_when_shared)
     four, _ = _run(tiny, tmp_path / "four", batch=4)
     _same_trials(one, four)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_a_grid_study_with_an_enqueued_trial_runs_in_batches(batch: int, caplog: pytest.LogCaptureFixture) -> None:
+    """The grid sampler under ask-and-tell: an enqueued trial told while one grid point is left, and the last
+    grid point, end like any trial (Optuna's own grid sampler raised KeyError and ``study.stop`` there)."""
+    space = SpaceSpec(layer=IntRange(1, 1), coeff=FloatRange(values=(1.0, 4.0)), frac=FloatRange(values=(0.5, 1.0)))
+    sampler = make_sampler(StudySpec(sampler="grid"), space, POOL[:1], 1)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.enqueue_trial({"coeff": 4.0, "frac": 1.0})
+    seen: list[int] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        return trial.suggest_float("coeff", 1.0, 4.0) * trial.suggest_float("frac", 0.5, 1.0)
+
+    with caplog.at_level(logging.WARNING):
+        run_until(study, OneByOne(objective), target=5, batch=batch, callbacks=[lambda s, t: seen.append(t.number)])
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 5
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert {(t.params["coeff"], t.params["frac"]) for t in study.trials[1:]} == {(1, 0.5), (1, 1), (4, 0.5), (4, 1)}
+    assert sorted(seen) == list(range(5))  # every trial's callbacks ran, the last grid point's too
 
 
 def test_an_exception_escaping_the_objective_fails_the_batch_and_the_study_goes_on(tiny: SteerableModel) -> None:
