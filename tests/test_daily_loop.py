@@ -28,6 +28,7 @@ ROOT = Path(__file__).parents[1]
 
 
 def _config(folder: Path, model_dir: Path, name: str = "loop") -> Path:
+    # batch 1: the live-status test holds trial 1 open once trial 0 has ended, one trial at a time
     text = f"""
 name: {name}
 model: {{source: {model_dir}}}
@@ -36,7 +37,7 @@ objective: {{terms: [{{metric: bertscore_f1}}]}}
 pairs: {{hand_written: [["The bride and the groom", ""]], templates: [["{{x}}", ""]], words: [wedding, calm]}}
 space: {{layer: {{low: 0, high: 1}}, coeff: {{low: 0.5, high: 8, log: true}}}}
 fidelity: {{rungs: [1]}}
-study: {{n_trials: 4, seed: 0, pruner: none, heartbeat_interval: 1, grace_period: 2}}
+study: {{n_trials: 4, seed: 0, pruner: none, heartbeat_interval: 1, grace_period: 2, batch: 1}}
 """
     path = folder / f"{name}.yaml"
     path.write_text(text)
