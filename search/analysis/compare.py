@@ -4,11 +4,15 @@ Held-out (test) prompts, seed ``compare.seed``, and held-out gold passages, neut
 data neither the search nor selection saw. For a scalar objective the winner comes from selection
 (``search.analysis.select``, run first if the folder has no current ``selection.json``); the rows are
 unsteered, prompting (an instruction prefix asking for the target behaviour), every hand-written pair at its
-tuned setting, and every selection contender, each scored on the same prompts and seeds. Every metric gets a
-bootstrap 95% CI, and every row its paired difference from the tuned hand-written pair selection held the
-winner against and from prompting, with "beats", "ties" or "loses". A multi-objective study has no scalar to
-pair on: its rows are the Pareto-front contenders and the hand-written pairs as written, each metric with a CI
-(selection's rule: ``search.analysis.select.maximin``).
+tuned setting, every selection contender and, where ``steersearch analyze`` left a ``distill.json`` in the
+folder, each distillation target's short pair that scored best on the search split, each scored on the same
+prompts and seeds. Every metric gets a bootstrap 95% CI, and every row its paired difference from the tuned
+hand-written pair selection held the winner against and from prompting, with "beats", "ties" or "loses". A
+multi-objective study has no scalar to pair on: its rows are the Pareto-front contenders and the hand-written
+pairs as written, each metric with a CI (selection's rule: ``search.analysis.select.maximin``).
+
+Every row also says what it costs at inference: the tokens of context it adds to each prompt (prompting: its
+prefix, as the model reads it; a steering vector: none, its cost is computing it once).
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 
+from search.analysis.distill import DistillReport
 from search.analysis.evaluation import Evaluation, Measured, Method, Paired, SplitEvaluator, build_heldout
 from search.analysis.select import Selection, select_winner
 from search.config import ExperimentConfig, from_dict
@@ -28,6 +34,7 @@ from search.outputs import write_text
 from search.session import Scorers, load_run_study, vector_cache
 from search.study import n_finished
 from search.vectors import VectorCache
+from steering import Addition, Positions, SteeringVector
 from steering.model import SteerableModel
 
 logger = logging.getLogger(__name__)
@@ -48,6 +55,7 @@ class Comparison:
     reference: str | None = None  # the tuned hand-written pair selection held the winner against
     prompting: str | None = None
     paired: dict[str, dict[str, Paired]] = field(default_factory=dict)  # row -> {reference or prompting: a - it}
+    context_tokens: dict[str, float] = field(default_factory=dict)  # row -> tokens it adds to each prompt (mean)
 
     FILE = "comparison.json"
 
@@ -63,6 +71,36 @@ class Comparison:
 def prompting_method(cfg: ExperimentConfig, gold_name: str) -> Method:
     prefix = cfg.compare.prefix if cfg.compare.prefix is not None else f"Let me tell you about {gold_name}. "
     return Method(f"prompting: {prefix.strip()!r}", [], prefix)
+
+
+def context_tokens(model: SteerableModel, prompts: Sequence[str], method: Method) -> float:
+    """The tokens of context ``method`` adds to each prompt, as the model reads it, averaged over ``prompts``:
+    a prompting prefix costs its tokens on every call, a steering vector none (its cost is computing it once).
+
+    Example:
+        >>> context_tokens(model, ["I went up to my friend and said"], Method("p", [], "Be kind. "))
+        3.0
+    """
+    if not method.prefix or not prompts:
+        return 0.0
+    extra = [len(model.encode_prompt(method.prefix + p)) - len(model.encode_prompt(p)) for p in prompts]
+    return sum(extra) / len(extra)
+
+
+def distilled_methods(model: SteerableModel, report: DistillReport) -> list[Method]:
+    """Each distillation target's short pair with the best objective on the search split (over its lengths and
+    coefficient multipliers), as a row added at the coefficient and positions distillation chose for it. It is
+    chosen without the test split, so the test split judges it like any contender."""
+    methods = []
+    for i, target in enumerate(report.targets, 1):
+        if not target.rows:
+            continue
+        best = max(target.rows, key=lambda r: max(r.search_objective_by_scale.values()))
+        a, b = best.short.pair
+        vector = SteeringVector.from_pair(model, a, b, target.layer)
+        name = f"distilled from target {i}: {a!r} / {b!r} L{target.layer} c{best.coeff:.3g} at {target.positions}"
+        methods.append(Method(name, [Addition(vector, best.coeff, Positions.parse(target.positions))]))
+    return methods
 
 
 def current_selection(
@@ -97,8 +135,12 @@ def run_compare(
     prompting = prompting_method(cfg, data.gold.name)
     selection = current_selection(cfg, run_dir, study, heldout, vectors)
     rows = [c.steering_of(heldout.model, vectors) for c in selection.contenders]
+    distilled = DistillReport.load(run_dir)
+    if distilled is not None:  # `steersearch analyze` distilled vectors in this folder: their short pairs too
+        rows += distilled_methods(heldout.model, distilled)
+    methods = [Method("unsteered", []), prompting, *rows]
     measured: dict[str, Measured] = {}
-    for method in [Method("unsteered", []), prompting, *rows]:
+    for method in methods:
         logger.info("comparing %s", method.name)
         measured[method.name] = heldout.measure(method)
     results = {name: heldout.evaluation(m) for name, m in measured.items()}
@@ -121,6 +163,7 @@ def run_compare(
         reference=selection.reference,
         prompting=prompting.name,
         paired=paired,
+        context_tokens={m.name: context_tokens(heldout.model, data.prompts.heldout, m) for m in methods},
     )
     comparison.save(run_dir)
     return comparison

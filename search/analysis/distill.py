@@ -50,7 +50,7 @@ def target_choice(target: TargetSpec) -> AdditionChoice:
             None, target.layer, params.LEARNED_COEFF, positions=target.learned.positions, fit=target.learned
         )
     assert target.pair is not None
-    return AdditionChoice(Pair(*target.pair), target.layer, target.coeff)
+    return AdditionChoice(Pair(*target.pair), target.layer, target.coeff, positions=target.positions)
 
 
 def single_tokens(model: SteerableModel, readable: bool) -> list[int]:

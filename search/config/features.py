@@ -46,17 +46,22 @@ class AdversarialSpec:
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """A vector to distill: a pair's ActAdd vector times ``coeff`` (front positions), or a learned vector
+    """A vector to distill: a pair's ActAdd vector times ``coeff`` added at ``positions`` (``front``, ActAdd's;
+    ``all``/``from:K`` add the position-summed vector, the mode a paragraph-long pair needs), or a learned vector
     fitted with ``learned`` on the search split (added at its fit positions, coefficient 1)."""
 
     layer: int
     pair: tuple[str, str] | None = None
     coeff: float = 1.0
     learned: FitChoice | None = None
+    positions: str = "front"
 
     def __post_init__(self) -> None:
         if (self.pair is None) == (self.learned is None):
             raise ValueError("a distillation target is either a pair or a learned vector (give exactly one)")
+        Positions.parse(self.positions)
+        if self.learned is not None and self.positions != "front":
+            raise ValueError("a learned distillation target is added at its fit's positions (learned.positions)")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ prints the same tables."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from search.analysis.compare import Comparison
@@ -25,20 +26,51 @@ def fmt_paired(p: Paired | None) -> str:
     return f"{p.verdict} {d.mean:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]"
 
 
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
+def abbreviate(name: str, width: int = 48) -> str:
+    """``name`` with every quoted string longer than ``width`` characters cut to its first words and an
+    ellipsis, so a row for a paragraph-long pair or prefix stays readable; shorter names are unchanged.
+
+    Example:
+        >>> abbreviate("'I tell the truth, even when it is awkward, and I say plainly' / '' L18", 24)
+        "'I tell the truth…' / '' L18"
+    """
+
+    def cut(m: re.Match[str]) -> str:
+        text = m.group(0)
+        if len(text) <= width:
+            return text
+        head = text[: width - 2].rsplit(" ", 1)[0].rstrip(",.:;")
+        return f"{head}…{text[-1]}"
+
+    return _QUOTED.sub(cut, name)
+
+
+def fmt_tokens(n: float | None) -> str:
+    """Tokens of context: a whole number when it is one, else one decimal; ``–`` when not recorded."""
+    if n is None:
+        return "–"
+    return f"{n:.0f}" if float(n).is_integer() else f"{n:.1f}"
+
+
 def comparison_table(comparison: Comparison, metrics: Sequence[str] | None = None) -> str:
     """One row per method: its objective, ``mean [lo, hi]`` per metric (default: the shown metrics that were
-    measured) and, where selection ran, its paired difference from the tuned hand-written pair and from
-    prompting. The winner is marked."""
+    measured), where selection ran its paired difference from the tuned hand-written pair and from prompting,
+    and the tokens of context it adds to each prompt (where recorded). The winner is marked."""
     metrics = list(metrics) if metrics is not None else shown_metrics(comparison.methods.values())
     against = [r for r in (comparison.reference, comparison.prompting) if r and comparison.paired]
     heads = ["method", "objective", *metrics]
     heads += ["vs tuned hand-written" if r == comparison.reference else "vs prompting" for r in against]
+    heads += ["context tokens"] if comparison.context_tokens else []
     rows = ["| " + " | ".join(heads) + " |", "|---" * len(heads) + "|"]
     for name, e in comparison.methods.items():
-        shown = f"**winner**: {name}" if name == comparison.winner else name
+        shown = f"**winner**: {abbreviate(name)}" if name == comparison.winner else abbreviate(name)
         cells = [shown, f"{e.objective:.4f}" if e.objective is not None else "–"]
         cells += [fmt_ci(e.metrics.get(m)) for m in metrics]
         cells += [fmt_paired(comparison.paired.get(name, {}).get(r)) for r in against]
+        cells += [fmt_tokens(comparison.context_tokens.get(name))] if comparison.context_tokens else []
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -53,16 +85,17 @@ def verdict_text(comparison: Comparison) -> str:
         if ref is not None and ref in paired:
             d = paired[ref].diff
             lines.append(f"{paired[ref].verdict} {what} ({d.mean:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}])")
+    winner = abbreviate(comparison.winner)
     if not lines:
-        return f"Winner: {comparison.winner}."
-    return f"On the test split the winner, {comparison.winner}, " + "; it ".join(lines) + "."
+        return f"Winner: {winner}."
+    return f"On the test split the winner, {winner}, " + "; it ".join(lines) + "."
 
 
 def selection_table(selection: Selection) -> str:
     """The winner's curse in one table: each contender's objective on the search, validation and test splits."""
     rows = ["| contender | kind | search | validation | test |", "|---|---|---|---|---|"]
     for c in selection.contenders:
-        name = f"**winner**: {c.name}" if c.name == selection.winner else c.name
+        name = f"**winner**: {abbreviate(c.name)}" if c.name == selection.winner else abbreviate(c.name)
         search = f"{c.search:.4f}" if c.search is not None else "–"
         val = c.validation.objective
         test = c.test.objective if c.test is not None else None
