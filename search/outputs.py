@@ -81,7 +81,7 @@ BUDGET_FIELDS = ("n_trials", "timeout", "batch")
 """Study fields a resumed run may change: they set how long to run and how many trials run together (as the
 number of workers does), not what is searched."""
 
-ANALYSIS_SECTIONS = ("distill", "length", "select", "compare")
+ANALYSIS_SECTIONS = ("distill", "length", "overshoot", "select", "compare")
 """Config sections of the stages after the search (selection, comparison, ``analyze``): changing one changes no
 search result."""
 

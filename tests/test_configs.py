@@ -31,7 +31,7 @@ def test_shipped_config_validates(path: Path, tmp_path: Path, monkeypatch: pytes
         assert p.is_absolute() and p.is_file() and p.parent == ROOT / "configs" / "gold", (f, p)
     load_data(cfg)
     if cfg.pairs is None:  # an analysis-only config (`steersearch analyze`)
-        assert cfg.distill is not None or cfg.length is not None
+        assert cfg.distill is not None or cfg.length is not None or cfg.overshoot is not None
         return
     grid = tuning_grid(cfg.baselines, cfg.tune)
     for b, _ in grid:  # every shipped baseline, and every setting it is tuned at, is enqueued as exactly itself

@@ -1,7 +1,7 @@
-"""``steersearch analyze``: the distillation and length-vs-strength analyses a config describes.
+"""``steersearch analyze``: the distillation, length-vs-strength and overshoot analyses a config describes.
 
-Writes ``distill.json`` and/or ``length.json`` into the run folder (``runs/<name>`` by default), with
-``config.yaml`` and ``env.json``; the CLI then renders the report.
+Writes ``distill.json``, ``length.json`` and/or ``overshoot.json`` (with ``overshoot.csv``) into the run folder
+(``runs/<name>`` by default), with ``config.yaml`` and ``env.json``; the CLI then renders the report.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 
 from objectives import Objective
 from search.analysis.distill import DistillReport, run_distill
-from search.analysis.evaluation import build_heldout
+from search.analysis.evaluation import SplitEvaluator, build_heldout
 from search.analysis.length import LengthReport, run_length
+from search.analysis.overshoot import OvershootReport, run_overshoot
 from search.config import ConfigError, ExperimentConfig
 from search.outputs import check_run_folder, config_yaml, env_info, write_text
 from search.session import Scorers, vector_cache
@@ -27,14 +28,15 @@ logger = logging.getLogger(__name__)
 class Analyses:
     distill: DistillReport | None = None
     length: LengthReport | None = None
+    overshoot: OvershootReport | None = None
 
 
 def run_analysis(
     cfg: ExperimentConfig, out: Path, *, model: SteerableModel | None = None, scorers: Scorers | None = None
 ) -> Analyses:
-    """Run the config's ``distill`` and ``length`` sections and save each into ``out``."""
-    if cfg.distill is None and cfg.length is None:
-        raise ConfigError("analyze needs a distill or a length section in the config")
+    """Run the config's ``distill``, ``length`` and ``overshoot`` sections and save each into ``out``."""
+    if cfg.distill is None and cfg.length is None and cfg.overshoot is None:
+        raise ConfigError("analyze needs a distill or a length section in the config, or an overshoot section")
     if len(Objective(cfg.objective).directions) > 1:
         raise ConfigError("objective: analyze compares single objective values; use kind: scalar")
     heldout = build_heldout(cfg, model=model, scorers=scorers)
@@ -42,14 +44,23 @@ def run_analysis(
         heldout.model.check_layer(layer)
     if cfg.length is not None:
         heldout.model.check_layer(cfg.length.layer)
+    for layer in cfg.overshoot.layers if cfg.overshoot else []:
+        heldout.model.check_layer(layer)
     check_run_folder(out, cfg, None, check_storage=False)  # a search's folder may gain analyses, nothing else
     write_text(out / "config.yaml", config_yaml(cfg))
     write_text(out / "env.json", json.dumps(env_info(cfg), indent=2))
-    distill = length = None
+    distill = length = overshoot = None
     if cfg.distill is not None:
         distill = run_distill(cfg.distill, heldout, vector_cache(cfg, heldout.data, out))
         distill.save(out)
     if cfg.length is not None:
         length = run_length(cfg.length, heldout)
         length.save(out)
-    return Analyses(distill, length)
+    if cfg.overshoot is not None:
+        spec = cfg.overshoot
+        grid = SplitEvaluator(
+            cfg, heldout.data, heldout.model, heldout.scorers, spec.split, n=spec.samples, prompts=spec.prompts
+        )
+        overshoot = run_overshoot(spec, grid)
+        overshoot.save(out)
+    return Analyses(distill, length, overshoot)

@@ -31,7 +31,7 @@ from search.session import (
     load_experiment_model,
     metrics_for,
 )
-from steering import Addition, Positions, Steering, SteeringVector, generate
+from steering import Addition, Positions, Steering, SteeringVector, generate, generate_candidates
 from steering.model import SteerableModel
 
 COMPARED = frozenset({"ppl_ratio", "kl", "steer_score"})
@@ -175,7 +175,8 @@ class SplitEvaluator:
     """Measures any intervention the way ``compare`` does, on one split: its prompts, gold passages, neutral
     text and off-target prompts (held-out: the ``compare.seed``; search: the generation seed),
     ``compare.n`` samples per prompt, bootstrap CIs, and the config's objective on the point estimates.
-    Built once (references encoded once); every analysis uses it."""
+    Built once (references encoded once); every analysis uses it. ``n`` and ``prompts`` override the samples per
+    prompt and keep only the split's first ``prompts`` prompts (a cheaper grid, e.g. the overshoot analysis)."""
 
     def __init__(
         self,
@@ -184,15 +185,19 @@ class SplitEvaluator:
         model: SteerableModel,
         scorers: Scorers,
         split: str = "heldout",
+        *,
+        n: int | None = None,
+        prompts: int | None = None,
     ) -> None:
         self.cfg, self.data, self.model, self.scorers, self.split = cfg, data, model, scorers, split
+        self.prompts = data.prompts.part(split)[:prompts]  # the first ``prompts`` of the split (default: all)
         metrics = metrics_for(cfg, data) | COMPARED
         if scorers.bert is None or len(data.gold.passages.part(split)) < 2:
             metrics -= {"steer_score"}  # its concept part needs BERTScore and a leave-one-out gold anchor
         self.evaluator = build_evaluator(cfg, data, split, scorers, metrics)
         self.objective = Objective(cfg.objective)
         self.seed = {"search": cfg.generation.seed, "validation": cfg.select.seed, "heldout": cfg.compare.seed}[split]
-        self.n = cfg.select.n if split == "validation" else cfg.compare.n
+        self.n = n if n is not None else cfg.select.n if split == "validation" else cfg.compare.n
         self.generation = dataclasses.replace(cfg.generation, n=self.n, seed=self.seed, first_sample=0)
 
     def on(self, split: str) -> SplitEvaluator:
@@ -211,14 +216,39 @@ class SplitEvaluator:
     def measure(self, method: Method) -> Measured:
         """One method's completions on this split (``self.n`` per prompt, this split's seed) and every
         metric's items: completions, neutral texts or off-target prompts."""
-        prompts = [method.prefix + p for p in self.data.prompts.part(self.split)]
-        calibrate(self.evaluator, self.model, self.data.prompts.part(self.split), self.generation)
+        prompts = [method.prefix + p for p in self.prompts]
+        calibrate(self.evaluator, self.model, self.prompts, self.generation)
         rows = generate(self.model, prompts, method.steering, self.generation)
         texts = [t for row in rows for t in row]
         prompt_of = [p for p, row in zip(prompts, rows, strict=True) for _ in row]
         items = self.evaluator.text_items(texts) | self.evaluator.model_items(self.model, method.steering)
         items |= self.evaluator.completion_items(self.model, prompt_of, texts)
         return Measured(items, texts, method.prefix)
+
+    @torch.no_grad()
+    def measure_many(self, methods: Sequence[Method]) -> list[Measured]:
+        """``measure`` of several methods at once: their completions share generation batches
+        (``generate_candidates``; methods with the same prefix) and encoder passes, and each method gets the
+        completions and metric items ``measure`` gives it alone (rows are seeded by prompt and sample, never by
+        batch)."""
+        calibrate(self.evaluator, self.model, self.prompts, self.generation)
+        texts: list[list[str]] = [[] for _ in methods]
+        prompt_of: list[list[str]] = [[] for _ in methods]
+        for prefix in dict.fromkeys(m.prefix for m in methods):
+            group = [i for i, m in enumerate(methods) if m.prefix == prefix]
+            prompts = [prefix + p for p in self.prompts]
+            rows = generate_candidates(self.model, prompts, [methods[i].steering for i in group], self.generation)
+            for i, cand in zip(group, rows, strict=True):
+                texts[i] = [t for row in cand for t in row]
+                prompt_of[i] = [p for p, row in zip(prompts, cand, strict=True) for _ in row]
+        text_items = self.evaluator.text_items_many(texts)
+        completion = self.evaluator.completion_items_many(
+            self.model, list(zip(prompt_of, texts, strict=True)), rows_per_pass=self.generation.batch_size
+        )
+        return [
+            Measured(t | self.evaluator.model_items(self.model, m.steering) | c, x, m.prefix)
+            for m, t, c, x in zip(methods, text_items, completion, texts, strict=True)
+        ]
 
     def full(self, point: dict[str, float]) -> dict[str, float]:
         """Measured metric values and the derived ones (``steer_score`` and its parts, if requested)."""

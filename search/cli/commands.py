@@ -26,7 +26,15 @@ from search.config import ExperimentConfig, find_config, load_config
 from search.outputs import RUN_RECORD
 from search.preflight import preflight
 from search.report import write_report
-from search.report.tables import comparison_table, distill_table, length_table, selection_table, verdict_text
+from search.report.tables import (
+    comparison_table,
+    distill_table,
+    length_table,
+    overshoot_correlations,
+    overshoot_table,
+    selection_table,
+    verdict_text,
+)
 from search.run import run_search
 from search.runinfo import describe_states, find_runs, is_run_folder, summarize
 from search.session import load_data, load_run_study, vector_cache
@@ -173,6 +181,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print("## Distillation into short pairs (held-out)\n\n" + distill_table(results.distill) + "\n")
     if results.length is not None:
         print("## Length vs strength (held-out)\n\n" + length_table(results.length) + "\n")
+    if results.overshoot is not None:
+        r = results.overshoot
+        print(f"## Overshoot: frac x coefficient ({r.split} split)\n\n" + overshoot_table(r) + "\n")
+        print(overshoot_correlations(r) + "\n\n" + "\n".join(f"- {s}" for s in r.statements) + "\n")
+        print(f"wrote {out / r.FILE} and {out / r.CSV}")
     print(f"report: {out / 'report.html'}")
     return 0
 

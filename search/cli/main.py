@@ -115,8 +115,10 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--storage", help="Optuna storage URL, if the run did not use the default")
     rep.set_defaults(func=commands.cmd_report)
 
-    ana = add("analyze", help="distillation into short pairs and length vs strength (held-out)")
-    ana.add_argument("config", help="experiment YAML (or shipped config name) with a distill and/or length section")
+    ana = add("analyze", help="distillation into short pairs, length vs strength, the frac x coeff overshoot grid")
+    ana.add_argument(
+        "config", help="experiment YAML (or shipped config name) with a distill, length and/or overshoot section"
+    )
     ana.add_argument("--out", help="run folder (default: runs/<name>)")
     ana.set_defaults(func=commands.cmd_analyze)
 

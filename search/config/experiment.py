@@ -8,7 +8,7 @@ from typing import Literal
 
 from objectives.bertscore import ScorerSpec
 from objectives.compose import ObjectiveSpec
-from search.config.features import AdversarialSpec, DistillSpec, FidelitySpec, LengthSpec
+from search.config.features import AdversarialSpec, DistillSpec, FidelitySpec, LengthSpec, OvershootSpec
 from search.config.shipped import shipped_file
 from search.config.space import PairsSpec, SpaceSpec
 from steering import GenerationConfig
@@ -163,6 +163,7 @@ class ExperimentConfig:
     adversarial: AdversarialSpec | None = None  # GCG-mutate the baselines' pairs before the study
     distill: DistillSpec | None = None  # `steersearch analyze`: short pairs matching target vectors
     length: LengthSpec | None = None  # `steersearch analyze`: pair length vs strength
+    overshoot: OvershootSpec | None = None  # `steersearch analyze`: the frac x coefficient grid, masks first/random
 
     def __post_init__(self) -> None:
         if self.adversarial is not None and not self.baselines:

@@ -137,3 +137,41 @@ class FidelitySpec:
             raise ValueError(f"fidelity.prompts asks for {self.prompts[-1]} prompts; the search split has {n_prompts}")
         counts = self.prompts or (n_prompts,) * len(self.rungs)
         return list(zip(counts, self.rungs, strict=True))
+
+
+@dataclass(frozen=True)
+class OvershootSpec:
+    """The frac × coefficient grid of one pair (``steersearch analyze``): at each of ``layers``, every
+    ``coeffs`` × ``fracs`` cell with the first ``frac`` of the residual dimensions (ActAdd's slice) and, as a
+    control, random dimension subsets of the same size (one per ``mask_seeds`` entry; at frac 1 both masks are
+    every dimension, so that cell is measured once). Each cell: ``samples`` completions of each of the first
+    ``prompts`` prompts of ``split`` (all of them when null), the same prompts and seeds in every cell, so any
+    two cells are paired. ``reference``/``fracs_compared``: the paired test is each compared frac against
+    ``reference`` at every coefficient."""
+
+    layers: tuple[int, ...]
+    coeffs: tuple[float, ...]
+    pair: tuple[str, str] = (" weddings", "")
+    fracs: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0)
+    mask_seeds: tuple[int, ...] = (0, 1)
+    prompts: int | None = None
+    samples: int = 2
+    split: str = "search"
+    positions: str = "front"
+    reference: float = 1.0
+    compared: tuple[float, ...] = (0.7,)
+
+    def __post_init__(self) -> None:
+        if not self.layers or not self.coeffs or not self.fracs:
+            raise ValueError("overshoot needs layers, coeffs and fracs")
+        if any(not 0 < f <= 1 for f in self.fracs):
+            raise ValueError(f"overshoot.fracs must be in (0, 1], got {list(self.fracs)}")
+        if any(not c > 0 for c in self.coeffs):
+            raise ValueError(f"overshoot.coeffs must be > 0, got {list(self.coeffs)}")
+        if self.reference not in self.fracs or not set(self.compared) <= set(self.fracs):
+            raise ValueError("overshoot.reference and overshoot.compared must be among overshoot.fracs")
+        if self.samples < 1 or (self.prompts is not None and self.prompts < 1):
+            raise ValueError("overshoot.samples and overshoot.prompts must be >= 1")
+        if self.split not in ("search", "validation", "heldout"):
+            raise ValueError(f"overshoot.split must be search, validation or heldout, got {self.split!r}")
+        Positions.parse(self.positions)

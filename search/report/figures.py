@@ -1,5 +1,6 @@
 """The report's figures, drawn on ``matplotlib.figure.Figure`` (no pyplot state, no backend switch at import):
 optimisation history, parameter importances, the frac × coeff heatmap, the Pareto front, length vs strength,
+the overshoot grid (heatmaps per metric and mask, and each metric against the effective coefficient),
 and the winner's curse (each selection contender's objective on search, validation and test).
 
 Each function writes one PNG and returns its path, or None when the study has nothing to show.
@@ -13,10 +14,15 @@ from pathlib import Path
 import numpy as np
 import optuna
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import ScalarFormatter
 from optuna.trial import FrozenTrial, TrialState
 
 from search import params
 from search.analysis.length import LengthReport
+from search.analysis.overshoot import LABELS as OVERSHOOT_LABELS
+from search.analysis.overshoot import METRICS as OVERSHOOT_METRICS
+from search.analysis.overshoot import OvershootReport
 from search.analysis.select import Selection
 
 logger = logging.getLogger(__name__)
@@ -200,4 +206,103 @@ def fig_selection(selection: Selection, path: Path) -> Path | None:
     ax.set_ylabel("objective")
     ax.set_title("Selection: search-split values fall on new prompts (winner's curse)")
     ax.legend(fontsize=6, loc="best")
+    return _save(fig, path)
+
+
+def _grid_panels(report: OvershootReport) -> list[tuple[int, str]]:
+    return [(layer, mask) for layer in report.layers for mask in report.masks]
+
+
+def fig_overshoot(report: OvershootReport, path: Path) -> Path:
+    """frac × coefficient heatmaps side by side: one column per metric (wedding-word rate, BERTScore F1, fluency
+    part), one row per layer and mask (first-k; random: the mean over mask seeds). Each column has one colour
+    scale for all its rows, so first-k and random compare by colour; the best frac of each coefficient is boxed."""
+    panels = _grid_panels(report)
+    fig = Figure(
+        figsize=(4.1 * len(OVERSHOOT_METRICS), 0.42 * len(report.fracs) * len(panels) + 1.4), layout="constrained"
+    )
+    axes = fig.subplots(len(panels), len(OVERSHOOT_METRICS), squeeze=False)
+    for col, metric in enumerate(OVERSHOOT_METRICS):
+        values = {
+            (layer, mask): np.array(
+                [[report.value(layer, c, f, mask, metric) for c in report.coeffs] for f in report.fracs]
+            )
+            for layer, mask in panels
+        }
+        lo = min(float(v.min()) for v in values.values())
+        hi = max(float(v.max()) for v in values.values())
+        for row, (layer, mask) in enumerate(panels):
+            ax, grid = axes[row, col], values[(layer, mask)]
+            im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=lo, vmax=hi)
+            ax.set_xticks(range(len(report.coeffs)), [f"{c:g}" for c in report.coeffs], fontsize=8)
+            ax.set_yticks(range(len(report.fracs)), [f"{f:g}" for f in report.fracs], fontsize=8)
+            mid = (lo + hi) / 2
+            for a in range(len(report.fracs)):
+                for b in range(len(report.coeffs)):
+                    ax.text(
+                        b,
+                        a,
+                        f"{grid[a, b]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7.5,
+                        color="black" if grid[a, b] > mid else "white",
+                    )
+            for b in range(len(report.coeffs)):
+                a = max(range(len(report.fracs)), key=lambda i: (float(grid[i, b]), report.fracs[i]))  # noqa: B023
+                ax.add_patch(Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, edgecolor="#ee3377", linewidth=1.8))
+            if row == 0:
+                ax.set_title(OVERSHOOT_LABELS[metric], fontsize=11)
+            if col == 0:
+                what = "first-k dims" if mask == "first" else f"random dims\n(mean of {len(report.mask_seeds)} seeds)"
+                ax.set_ylabel(f"layer {layer}, {what}\nfrac of dims", fontsize=8.5)
+            if row == len(panels) - 1:
+                ax.set_xlabel("coefficient", fontsize=8)
+        cbar = fig.colorbar(im, ax=list(axes[:, col]), shrink=0.9, pad=0.02)
+        base = report.unsteered.metrics[metric].mean
+        cbar.set_label(f"{OVERSHOOT_LABELS[metric]} (unsteered {base:.2f})", fontsize=8)
+        cbar.ax.axhline(base, color="#ee3377", linewidth=1.5)
+    fig.suptitle(
+        f"{report.pair[0]!r} / {report.pair[1]!r}: frac × coefficient ({report.prompts} prompts × {report.samples} "
+        f"samples a cell, {report.split} split; box: best frac per coefficient)",
+        fontsize=10,
+    )
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def fig_overshoot_norm(report: OvershootReport, path: Path) -> Path:
+    """Each metric against the effective coefficient (coefficient × the share of the vector's norm the mask
+    keeps), one row per layer: if a fraction acts only as a smaller coefficient, every frac and both masks lie on
+    one curve."""
+    fig = Figure(figsize=(4.1 * len(OVERSHOOT_METRICS), 3.0 * len(report.layers) + 0.6))
+    axes = fig.subplots(len(report.layers), len(OVERSHOOT_METRICS), squeeze=False)
+    colours = dict(zip(report.fracs, ["#332288", "#117733", "#ddaa33", "#cc6677", "#000000", "#88ccee"], strict=False))
+    for row, layer in enumerate(report.layers):
+        for col, metric in enumerate(OVERSHOOT_METRICS):
+            ax = axes[row, col]
+            for frac in report.fracs:
+                for mask, marker, style in (("first", "o", "-"), ("random", "x", "none")):
+                    cells = sorted(
+                        (c for c in report.cells if (c.layer, c.frac, c.mask) == (layer, frac, mask)),
+                        key=lambda c: c.effective_coeff,
+                    )
+                    if cells:
+                        ax.plot(
+                            [c.effective_coeff for c in cells],
+                            [c.evaluation.metrics[metric].mean for c in cells],
+                            marker=marker,
+                            linestyle=style,
+                            color=colours.get(frac, "grey"),
+                            markersize=5,
+                            label=f"frac {frac:g}" if mask == "first" else None,
+                        )
+            ax.axhline(report.unsteered.metrics[metric].mean, color="grey", linestyle=":", linewidth=1)
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.set_title(f"L{layer}: {OVERSHOOT_LABELS[metric]}", fontsize=9)
+            if row == len(report.layers) - 1:
+                ax.set_xlabel("effective coefficient (coeff × kept norm share)", fontsize=8)
+    axes[0, 0].legend(fontsize=7, title="o first-k, x random", title_fontsize=7)
+    fig.suptitle("Is a fraction just a smaller coefficient? (dotted: unsteered)", fontsize=10)
     return _save(fig, path)

@@ -17,7 +17,7 @@ from search.outputs import write_text
 from search.report.interactive import INTERACTIVE, write_interactive
 from search.report.sections import ANALYSIS_SECTIONS, study_sections
 
-LINK = re.compile(r"\[([^\]]+)\]\(([\w.-]+\.html)\)")
+LINK = re.compile(r"\[([^\]]+)\]\(([\w.-]+\.(?:html|csv|json))\)")
 """A markdown link to a page in the run folder (``[interactive.html](interactive.html)``) inside a paragraph."""
 
 

@@ -22,9 +22,27 @@ from search.analysis.compare import Comparison
 from search.analysis.distill import DistillReport
 from search.analysis.evaluation import SHOWN_METRICS
 from search.analysis.length import LengthReport
+from search.analysis.overshoot import OvershootReport
 from search.analysis.select import Selection
-from search.report.figures import fig_frac_coeff, fig_history, fig_importances, fig_length, fig_pareto, fig_selection
-from search.report.tables import comparison_table, distill_table, length_table, selection_table, verdict_text
+from search.report.figures import (
+    fig_frac_coeff,
+    fig_history,
+    fig_importances,
+    fig_length,
+    fig_overshoot,
+    fig_overshoot_norm,
+    fig_pareto,
+    fig_selection,
+)
+from search.report.tables import (
+    comparison_table,
+    distill_table,
+    length_table,
+    overshoot_correlations,
+    overshoot_table,
+    selection_table,
+    verdict_text,
+)
 from search.space import AdditionChoice
 
 Section = Callable[[Path, Path], list[str]]
@@ -190,4 +208,24 @@ def length_section(run_dir: Path, figs_dir: Path) -> list[str]:
     return [*md, "", length_table(report), "", f"![Length vs strength](figures/{path.name})"]
 
 
-ANALYSIS_SECTIONS: tuple[Section, ...] = (adversarial_section, distill_section, length_section)
+def overshoot_section(run_dir: Path, figs_dir: Path) -> list[str]:
+    report = OvershootReport.load(run_dir)
+    if report is None:
+        return []
+    heat = fig_overshoot(report, figs_dir / "overshoot.png")
+    norm = fig_overshoot_norm(report, figs_dir / "overshoot_norm.png")
+    md = ["", "## Overshoot: frac × coefficient, first-k and random dimensions", ""]
+    md.append(
+        f"{report.pair[0]!r} / {report.pair[1]!r} at positions {report.positions}; every cell "
+        f"{report.prompts} {report.split} prompts × {report.samples} samples on the same prompts and seeds (paired), "
+        f"random masks with seeds {list(report.mask_seeds)}; mean [95% bootstrap CI]; differences from frac "
+        f"{report.reference:g} are paired. Measured in {report.seconds / 60:.1f} min; every cell in "
+        f"[{OvershootReport.CSV}]({OvershootReport.CSV})."
+    )
+    md += ["", f"![Overshoot heatmaps](figures/{heat.name})", "", f"![Effective coefficient](figures/{norm.name})"]
+    md += ["", "### What it shows", ""] + [f"- {s}" for s in report.statements]
+    md += ["", overshoot_correlations(report), "", overshoot_table(report)]
+    return md
+
+
+ANALYSIS_SECTIONS: tuple[Section, ...] = (adversarial_section, distill_section, length_section, overshoot_section)

@@ -1,5 +1,5 @@
-"""The report's Markdown tables: the held-out comparison, selection, distillation, length vs strength. The CLI
-prints the same tables."""
+"""The report's Markdown tables: the held-out comparison, selection, distillation, length vs strength, the
+overshoot grid. The CLI prints the same tables."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from search.analysis.compare import Comparison
 from search.analysis.distill import DistillReport
 from search.analysis.evaluation import Evaluation, Interval, Paired, shown_metrics
 from search.analysis.length import LengthReport
+from search.analysis.overshoot import LABELS as OVERSHOOT_LABELS
+from search.analysis.overshoot import METRICS as OVERSHOOT_METRICS
+from search.analysis.overshoot import RANDOM as RANDOM_MASK
+from search.analysis.overshoot import OvershootReport
 from search.analysis.select import Selection
 
 
@@ -150,3 +154,41 @@ def length_table(report: LengthReport) -> str:
         )
     lines.append(f"| unsteered | – | – | – | {report.unsteered.value:.4f} | – | – | – |")
     return "\n".join(lines)
+
+
+def overshoot_table(report: OvershootReport) -> str:
+    """One row per layer, coefficient and frac: each metric for first-k dims (mean [95% CI]) and for random
+    dims (mean over mask seeds), and the paired difference from the reference frac at the same coefficient."""
+    metrics = [m for m in OVERSHOOT_METRICS if m in report.unsteered.metrics]
+    random = RANDOM_MASK in report.masks
+    heads = ["layer", "coeff", "frac"]
+    for m in metrics:
+        heads += [f"{OVERSHOOT_LABELS[m]} first-k"] + ([f"{OVERSHOOT_LABELS[m]} random"] if random else [])
+    heads += [f"first-k − frac {report.reference:g}: {OVERSHOOT_LABELS[m]}" for m in metrics]
+    rows = ["| " + " | ".join(heads) + " |", "|---" * len(heads) + "|"]
+    base = ["unsteered", "–", "–"]
+    for m in metrics:
+        base += [fmt_ci(report.unsteered.metrics.get(m))] + (["–"] if random else [])
+    rows.append("| " + " | ".join(base + ["–"] * len(metrics)) + " |")
+    tests = {(t.layer, t.coeff, t.frac, t.metric): t.paired for t in report.frac_tests if t.mask == "first"}
+    for layer in report.layers:
+        for coeff in report.coeffs:
+            for frac in report.fracs:
+                cells = [f"{layer}", f"{coeff:g}", f"{frac:g}"]
+                first = report.cells_at(layer, coeff, frac, "first")[0].evaluation
+                for m in metrics:
+                    cells.append(fmt_ci(first.metrics.get(m)))
+                    if random:
+                        cells.append("=" if frac >= 1 else f"{report.value(layer, coeff, frac, RANDOM_MASK, m):.3f}")
+                cells += [fmt_paired(tests.get((layer, coeff, frac, m))) for m in metrics]
+                rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def overshoot_correlations(report: OvershootReport) -> str:
+    """Spearman's rank correlation of each pair of metrics across the grid, every cell and per layer."""
+    rows = ["| metrics | cells | n | Spearman ρ |", "|---|---|---|---|"]
+    for c in report.correlations:
+        rho = f"{c.rho:+.2f}" if c.rho is not None else "– (constant)"
+        rows.append(f"| {OVERSHOOT_LABELS[c.a]} vs {OVERSHOOT_LABELS[c.b]} | {c.scope} | {c.n} | {rho} |")
+    return "\n".join(rows)
