@@ -264,7 +264,7 @@ def fig_overshoot(report: OvershootReport, path: Path) -> Path:
         cbar.ax.axhline(base, color="#ee3377", linewidth=1.5)
     fig.suptitle(
         f"{report.pair[0]!r} / {report.pair[1]!r}: frac × coefficient ({report.prompts} prompts × {report.samples} "
-        f"samples a cell, {report.split} split; box: best frac per coefficient)",
+        f"sample(s) a cell, {report.split} split; box: best frac per coefficient)",
         fontsize=10,
     )
     fig.savefig(path, dpi=90)

@@ -217,7 +217,7 @@ def overshoot_section(run_dir: Path, figs_dir: Path) -> list[str]:
     md = ["", "## Overshoot: frac × coefficient, first-k and random dimensions", ""]
     md.append(
         f"{report.pair[0]!r} / {report.pair[1]!r} at positions {report.positions}; every cell "
-        f"{report.prompts} {report.split} prompts × {report.samples} samples on the same prompts and seeds (paired), "
+        f"{report.prompts} {report.split} prompts × {report.samples} sample(s) on the same prompts and seeds (paired), "
         f"random masks with seeds {list(report.mask_seeds)}; mean [95% bootstrap CI]; differences from frac "
         f"{report.reference:g} are paired. Measured in {report.seconds / 60:.1f} min; every cell in "
         f"[{OvershootReport.CSV}]({OvershootReport.CSV})."
