@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from objectives.gold import load_gold_set, load_split
 from objectives.testing import FakeBertScorer
 from search.analysis.compare import Comparison, context_tokens, distilled_methods, run_compare
 from search.analysis.distill import DistilledPair, DistilledTarget, DistillReport, ShortPair, target_choice
@@ -18,7 +19,7 @@ from search.run import run_search
 from search.session import Scorers, load_data
 from steering import PositionMode
 from steering.model import SteerableModel
-from tests.helpers import SMALL_CONFIG
+from tests.helpers import ROOT, SMALL_CONFIG
 
 PROMPTS = ["I went up to my friend and said", "Here is how to"]
 
@@ -121,3 +122,22 @@ def test_a_learned_target_keeps_its_fit_positions(tmp_path: Path) -> None:
     p.write_text("distill: {targets: [{learned: {lr: 0.1, steps: 3, norm_bound: 5}, layer: 1, positions: 'from:1'}]}\n")
     with pytest.raises(ConfigError, match="fit's positions"):
         load_config(p)
+
+
+def test_the_constitution_experiment_prompts_with_the_constitution_it_steers_with() -> None:
+    cfg = load_config(ROOT / "configs" / "smollm2-constitution.yaml")
+    assert cfg.pairs is not None and cfg.compare.prefix is not None and cfg.distill is not None
+    (constitution, empty), (same, negation) = cfg.pairs.hand_written
+    assert empty == "" and same == constitution and negation and negation != constitution
+    assert cfg.compare.prefix == constitution + " "  # the whole constitution, then the prompt
+    assert 300 < len(constitution) < 600  # a paragraph: 76 SmolLM2 tokens
+    assert {b.pair for b in cfg.baselines} == {(constitution, ""), (constitution, negation)}
+    assert any(t.pair == (constitution, negation) for t in cfg.distill.targets)
+    assert any(t.learned is not None for t in cfg.distill.targets) and "learned" in cfg.space.kinds
+    gold = load_gold_set(cfg.data.gold)
+    prompts = load_split(cfg.data.prompts)
+    for split in ("search", "validation", "heldout"):
+        assert len(gold.passages.part(split)) == 12
+    passages = [p for s in ("search", "validation", "heldout") for p in gold.passages.part(s)]
+    assert len(set(passages)) == len(passages)  # distinct across splits
+    assert not set(passages) & {*prompts.search, *prompts.validation, *prompts.heldout}

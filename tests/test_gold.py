@@ -7,7 +7,7 @@ import pytest
 from objectives.gold import load_gold_set, load_split
 
 GOLD_DIR = Path(__file__).parents[1] / "configs" / "gold"
-TOPICS = ["weddings", "love", "anger", "calm", "food"]
+TOPICS = ["weddings", "love", "anger", "calm", "food", "constitution"]
 
 
 @pytest.mark.parametrize("topic", TOPICS)
