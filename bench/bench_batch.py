@@ -19,7 +19,12 @@ first ask to the last tell; data, model and scorer loading and calibration exclu
 trials pruned and the best value each search found (batches change what the sampler and pruner see, so the
 searches differ).
 
+With ``--journal-ab``, instead: the steersearch loop at K=1 on SQLite opened as ``storage_for`` opens it (WAL,
+``synchronous=NORMAL``) and in SQLite's default rollback-journal mode, interleaved for ``--repeats`` rounds, with
+the cost of one commit (``set_user_attr``) in each.
+
     OMP_NUM_THREADS=1 python -m bench.bench_batch [--candidates 16] [--repeats 2] [--studies 32]
+    OMP_NUM_THREADS=1 python -m bench.bench_batch --journal-ab --candidates 8 --repeats 4
     OMP_NUM_THREADS=1 python -m bench.bench_batch --model smollm2-135m --candidates 8 --ks 1 8
 """
 
@@ -37,12 +42,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 import torch
 from bert_score import BERTScorer
 from bert_score import score as bert_score_fn
 
 import search.objective as objective_module
 import search.run as search_run
+import search.study
 from bench.bench_trials import CONFIG_FOR, TRIAL
 from objectives import Evaluator, Objective
 from objectives.bertscore import DEFAULT_NUM_LAYERS, default_model_path
@@ -114,11 +121,12 @@ def steersearch_trials(
     candidates: Sequence[dict[str, Any]],
     k: int,
     clock: Clock,
+    open_storage: Callable[..., optuna.storages.BaseStorage] = storage_for,
 ) -> float:
     """Seconds for the runner to evaluate ``candidates`` K at a time (fresh SQLite study and run folder)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        storage = storage_for(None, out, cfg.study)
+        storage = open_storage(None, out, cfg.study)
         study = optuna.create_study(
             study_name=f"bench-k{k}", storage=storage, direction="maximize", pruner=optuna.pruners.NopPruner()
         )
@@ -155,6 +163,55 @@ def steersearch_trials(
         states = {t.state for t in study.trials}
         assert states == {optuna.trial.TrialState.COMPLETE}, [t.user_attrs.get("fail_reason") for t in study.trials]
         return wall
+
+
+def rollback_journal(url: str | None, out: Path, spec: Any = None) -> optuna.storages.BaseStorage:
+    """``storage_for`` as it was before WAL: SQLite's default rollback journal, ``synchronous=FULL``."""
+    storage = storage_for(url, out, spec)
+    engine = storage.engine  # type: ignore[attr-defined]
+    sqlalchemy.event.remove(engine, "connect", search.study._sqlite_pragmas)
+    engine.dispose()
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=DELETE")
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+    return storage
+
+
+def commit_ms(open_storage: Callable[..., optuna.storages.BaseStorage], n: int = 30) -> float:
+    """Milliseconds a commit (one ``set_user_attr``) takes on a fresh SQLite study opened by ``open_storage``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        trial = optuna.create_study(storage=open_storage(None, Path(tmp))).ask()
+        t0 = time.perf_counter()
+        for i in range(n):
+            trial.set_user_attr(f"a{i}", i)
+        return (time.perf_counter() - t0) / n * 1000
+
+
+def journal_ab(
+    cfg: ExperimentConfig,
+    model: SteerableModel,
+    evaluator: Evaluator,
+    prompts: Sequence[str],
+    params: Sequence[dict[str, Any]],
+    rounds: int,
+) -> None:
+    """The K=1 steersearch loop on WAL (``storage_for``) vs the rollback journal, interleaved (see the docstring)."""
+    runs: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for r in range(rounds):
+        order = [("rollback journal", rollback_journal), ("WAL", storage_for)]
+        for name, opener in order if r % 2 == 0 else order[::-1]:
+            ms = commit_ms(opener)
+            clock = Clock()
+            wall = steersearch_trials(cfg, model, evaluator, prompts, params, 1, clock, opener)
+            rest = wall - sum(clock.spent[p] for p in PARTS)
+            runs[name].append((wall / len(params), rest / len(params), ms))
+            print(f"round {r}: {name} {wall / len(params):.3f} s/trial, commit {ms:.2f} ms", flush=True)
+    print(f"\nSQLite journal, K=1, {len(params)} candidates, median of {rounds} interleaved rounds\n")
+    print("| SQLite | commit (ms) | Optuna and the rest (s/trial) | seconds per trial |")
+    print("|---|---|---|---|")
+    for name, rows in runs.items():
+        med = [statistics.median(r[i] for r in rows) for i in range(3)]
+        print(f"| {name} | {med[2]:.2f} | {med[1]:.3f} | {med[0]:.3f} |")
 
 
 def clock_wrapped(clock: Clock, fn: Callable[..., None], part: str) -> Callable[..., None]:
@@ -323,6 +380,7 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=0, help="trials of each whole search (0: none)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--only-studies", action="store_true", help="skip the fixed-candidate table")
+    parser.add_argument("--journal-ab", action="store_true", help="only SQLite WAL vs rollback journal at K=1")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -341,6 +399,10 @@ def main() -> None:
     evaluator = Evaluator(metrics, data.eval_data("search"), bertscorer=Scorers.build(cfg, metrics, data).bert)
     params = draw_candidates(cfg, args.candidates, seed=0)
     cands = [suggest(optuna.trial.FixedTrial(p), cfg.space, full_pool(cfg)) for p in params]
+    if args.journal_ab:
+        steersearch_trials(cfg, model, evaluator, prompts, params[:2], 1, Clock())  # warm-up
+        journal_ab(cfg, model, evaluator, prompts, params, args.repeats)
+        return
     scorer = BERTScorer(model_type=default_model_path(), num_layers=DEFAULT_NUM_LAYERS)
     ppl = PerplexityRatio(data.neutral.search)
     tokens = cfg.generation.max_new_tokens

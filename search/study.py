@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
 from filelock import FileLock
 from optuna.storages import JournalStorage
@@ -63,10 +64,33 @@ def _lock_path(url: str | None, out_dir: Path) -> Path | None:
     return file.with_name(f".{file.name}{LOCK_SUFFIX}")
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _write_ahead_log(engine: sqlalchemy.engine.Engine) -> None:
+    """Every connection of ``engine`` (a SQLite file) in WAL mode with ``synchronous=NORMAL``.
+
+    The default (a rollback journal, ``synchronous=FULL``) syncs the disk several times a commit: about 20 ms
+    a commit here, against about 2 ms in WAL, and a trial makes several (parameters, state, heartbeats; README,
+    "Trials in batches"). In WAL a process killed mid-trial loses no committed transaction; only a power cut or an OS crash may
+    undo the last few. Readers no longer block the writer, which suits several workers on one machine. WAL
+    needs shared memory between the processes, so a SQLite file on a network filesystem must not be shared by
+    workers on several machines: use PostgreSQL for that (README, "Several workers")."""
+    sqlalchemy.event.listen(engine, "connect", _sqlite_pragmas)
+    engine.dispose()  # the connections Optuna opened to create its tables predate the listener
+
+
 def storage_for(url: str | None, out_dir: Path, spec: StudySpec | None = None) -> optuna.storages.BaseStorage:
     """The storage a run uses: ``runs/<name>/study.db`` (SQLite) by default, ``journal:PATH``, or an RDB URL.
 
-    RDB storages (SQLite included) get Optuna's heartbeat and stale-trial retry from ``spec``. Raises
+    RDB storages (SQLite included) get Optuna's heartbeat and stale-trial retry from ``spec``; a SQLite file is
+    opened in WAL mode (``_write_ahead_log``: several processes on one machine, not several machines). Raises
     ``StorageError`` in one line when the storage cannot be opened."""
     spec = spec or StudySpec()
     try:
@@ -84,13 +108,16 @@ def storage_for(url: str | None, out_dir: Path, spec: StudySpec | None = None) -
             try:
                 with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 but long-standing
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return optuna.storages.RDBStorage(
+                    storage = optuna.storages.RDBStorage(
                         rdb,
                         engine_kwargs=engine,
                         heartbeat_interval=spec.heartbeat_interval,
                         grace_period=spec.grace_period,
                         heartbeat_stale_trial_callback=retry_callback(spec.max_retry),
                     )
+                if rdb.startswith("sqlite"):
+                    _write_ahead_log(storage.engine)
+                return storage
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:
                 # Workers that open a fresh PostgreSQL database at once race to create its schema (CREATE TYPE
                 # studydirection: duplicate key); the loser retries and finds the schema made.
