@@ -219,7 +219,8 @@ def fig_overshoot(report: OvershootReport, path: Path) -> Path:
     scale for all its rows, so first-k and random compare by colour; the best frac of each coefficient is boxed."""
     panels = _grid_panels(report)
     fig = Figure(
-        figsize=(4.1 * len(OVERSHOOT_METRICS), 0.42 * len(report.fracs) * len(panels) + 1.4), layout="constrained"
+        figsize=(4.1 * len(OVERSHOOT_METRICS), max(0.42 * len(report.fracs), 1.7) * len(panels) + 1.4),
+        layout="constrained",
     )
     axes = fig.subplots(len(panels), len(OVERSHOOT_METRICS), squeeze=False)
     for col, metric in enumerate(OVERSHOOT_METRICS):
