@@ -3,6 +3,7 @@ distilled short pairs as comparison rows, and the shipped constitution experimen
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from search.analysis.distill import DistilledPair, DistilledTarget, DistillRepor
 from search.analysis.evaluation import Evaluation, Interval, Method
 from search.config import ConfigError, load_config
 from search.config.features import TargetSpec
-from search.report.tables import abbreviate, comparison_table, fmt_tokens
+from search.report.tables import abbreviate, comparison_table, distill_table, fmt_tokens
 from search.run import run_search
 from search.session import Scorers, load_data
 from steering import PositionMode
@@ -141,3 +142,11 @@ def test_the_constitution_experiment_prompts_with_the_constitution_it_steers_wit
     passages = [p for s in ("search", "validation", "heldout") for p in gold.passages.part(s)]
     assert len(set(passages)) == len(passages)  # distinct across splits
     assert not set(passages) & {*prompts.search, *prompts.validation, *prompts.heldout}
+
+
+def test_the_distillation_table_abbreviates_a_paragraph_long_target() -> None:
+    long = "I tell the truth, even when it is awkward, and I say plainly when I do not know."
+    report = _report([((" wedding", ""), {"1.0": 0.2}, 2.0)])
+    target = dataclasses.replace(report.targets[0], target=f"{long!r} / '' L18 c0.05")
+    table = distill_table(dataclasses.replace(report, targets=(target,)))
+    assert long not in table and "'I tell the truth, even when it is awkward…' / '' L18 c0.05" in table

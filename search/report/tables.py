@@ -124,9 +124,8 @@ def distill_table(report: DistillReport) -> str:
     lines = [head, "|---" * 8 + "|"]
     for t in report.targets:
         tm = t.target_heldout
-        lines.append(
-            f"| {t.target} | {t.target_tokens or '–'} (target) | – | 1.000 | – | {tm.value:.4f} | {_f1(tm)} | 100% |"
-        )
+        target, tokens = abbreviate(t.target), t.target_tokens or "–"
+        lines.append(f"| {target} | {tokens} (target) | – | 1.000 | – | {tm.value:.4f} | {_f1(tm)} | 100% |")
         for r in t.rows:
             kept = f"{100 * r.effect_kept:.0f}%" if r.effect_kept is not None else "–"
             a, b = r.short.pair
