@@ -143,3 +143,34 @@ def cosine_score(target: Tensor) -> VectorScore:
         return torch.nn.functional.cosine_similarity(vectors.sum(dim=1), goal.to(vectors.device)[None], dim=-1)
 
     return score
+
+
+def compress_positions(target: Tensor, n: int) -> Tensor:
+    """``[P, d]`` -> ``[n, d]``: the target's positions after the first (BOS, shared by both sides of a pair, so
+    zero) split into ``n`` contiguous chunks in order, each chunk summed; zero rows pad when ``n > P - 1``.
+
+    ``n = 1`` is the position-summed vector; ``n = P - 1`` is the target itself, position by position.
+
+    Example:
+        >>> compress_positions(torch.arange(5.0)[:, None], 2).flatten().tolist()
+        [3.0, 7.0]
+    """
+    body = target[1:]
+    if n >= body.shape[0]:
+        return torch.cat([body, body.new_zeros(n - body.shape[0], body.shape[1])])
+    return torch.stack([chunk.sum(dim=0) for chunk in torch.tensor_split(body, n)])
+
+
+def positional_cosine_score(target: Tensor) -> VectorScore:
+    """Cosine between each candidate's positions after BOS, flattened, and ``target [P, d]`` compressed into as
+    many positions (``compress_positions``): a short pair added at the front must put each part of the target
+    at the same place in order, not just point along its sum. A single coefficient scales the whole candidate,
+    so this cosine is what fixes the best reachable error: ``min_c |c s - t|^2 = |t|^2 (1 - cos^2)``."""
+    goal = target.float()
+
+    def score(vectors: Tensor) -> Tensor:
+        body = vectors[:, 1:].flatten(1)  # [K, (W-1) d]
+        want = compress_positions(goal, vectors.shape[1] - 1).flatten().to(vectors.device)
+        return torch.nn.functional.cosine_similarity(body, want[None], dim=-1)
+
+    return score

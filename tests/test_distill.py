@@ -18,6 +18,7 @@ from search.outputs import check_run_folder, config_yaml
 from search.session import Scorers
 from steering import SteeringVector
 from steering.model import SteerableModel
+from steering.tokens import compress_positions, cosine_score, positional_cosine_score
 
 ROOT = Path(__file__).parents[1]
 
@@ -75,6 +76,7 @@ distill:
   targets:
     - {{pair: ["The bride and the groom", "The team"], layer: 1, coeff: 4}}
     - {{learned: {{lr: 0.1, steps: 3, norm_bound: 5}}, layer: 1}}
+    - {{pair: ["The bride and the groom", "The team"], layer: 1, coeff: 4, match: per_position}}
   max_tokens: 2
   gcg: {{steps: 2, top_k: 4, candidates: 4}}
 length:
@@ -93,7 +95,9 @@ def test_analyze_writes_tables_plot_and_report(tiny: SteerableModel, tmp_path: P
     res = run_analysis(cfg, out, model=tiny, scorers=Scorers(bert=FakeBertScorer()))
     assert res.distill is not None and res.length is not None
     targets = res.distill.targets
-    assert len(targets) == 2 and targets[1].target.startswith("learned L1")
+    assert len(targets) == 3 and targets[1].target.startswith("learned L1")
+    assert [t.match for t in targets] == ["summed", "summed", "per_position"]
+    assert targets[2].target.endswith("per-position match") and targets[2].target_heldout == targets[0].target_heldout
     assert [r.short.tokens for r in targets[0].rows] == [1, 2]
     assert list((out / "vectors" / "fitted").glob("*.safetensors"))  # the learned target was saved
     for r in targets[0].rows:  # the coefficient is the projection's times the scale best on the search split
@@ -143,3 +147,56 @@ def test_analyze_refuses_a_folder_another_config_made(tiny: SteerableModel, tmp_
     # A search's folder may gain an analysis section: only distill/length differ, so it is accepted.
     (out / "config.yaml").write_text(config_yaml(dataclasses.replace(cfg, distill=None, length=None)))
     check_run_folder(out, cfg, None, check_storage=False)
+
+
+def test_compress_positions_interpolates_between_summed_and_exact() -> None:
+    t = torch.randn(6, 4)
+    t[0] = 0.0  # BOS: shared by both sides
+    assert torch.allclose(compress_positions(t, 1)[0], t.sum(dim=0))
+    assert torch.equal(compress_positions(t, 5), t[1:])
+    assert torch.allclose(compress_positions(t, 2), torch.stack([t[1:4].sum(0), t[4:].sum(0)]))
+    assert torch.equal(compress_positions(t, 7)[5:], torch.zeros(2, 4))  # longer than the target: zero rows
+
+
+def test_positional_score_sees_placement_the_summed_score_throws_away() -> None:
+    x, y = torch.randn(4), torch.randn(4)
+    target = torch.stack([torch.zeros(4), x, y])  # [BOS, x, y]
+    swapped = torch.stack([torch.zeros(4), y, x])
+    cands = torch.stack([target, swapped])  # [2, 3, 4]
+    assert torch.allclose(cosine_score(target)(cands), torch.ones(2))  # summing cannot tell them apart
+    per = positional_cosine_score(target)(cands)
+    assert per[0] == pytest.approx(1.0) and per[1] < 0.999
+
+
+def test_per_position_match_recovers_a_planted_two_token_pair_in_order(tiny: SteerableModel) -> None:
+    tokens = single_tokens(tiny, readable=True)
+    words = [tiny.tokenizer.decode([t]) for t in tokens if tiny.tokenizer.decode([t]).startswith(" ")][5:7]
+    forward, backward = "".join(words), "".join(reversed(words))
+    planted = SteeringVector.from_pair(tiny, forward, "", 0)
+    reversed_vec = SteeringVector.from_pair(tiny, backward, "", 0)
+    spec = DistillSpec(
+        targets=(TargetSpec(0, pair=(forward, ""), match="per_position"),),
+        max_tokens=2,
+        gcg=MutationConfig(steps=4, top_k=16, candidates=32),
+    )
+    rows = distill_vector(tiny, planted, 2.0, spec, pair=(forward, ""), match="per_position")
+    # Side b may come back as filler spaces: the same tokens the empty side is padded with.
+    assert rows[1].pair[0] == forward and rows[1].pair[1].strip() == "" and rows[1].cosine > 0.9999
+    assert rows[1].projection_coeff == pytest.approx(2.0, rel=1e-3)
+    # At layer 0 the reversed pair has the same summed vector, so only the per-position match rejects it.
+    score = positional_cosine_score(planted.activations)
+    assert float(score(reversed_vec.activations[None])[0]) < 0.99
+    summed = torch.nn.functional.cosine_similarity(planted.summed(), reversed_vec.summed(), dim=0)
+    assert float(summed) > 0.9999
+
+
+def test_match_keys_are_checked_and_default_to_summed() -> None:
+    pair = ("a b", "c")
+    assert TargetSpec(0, pair=pair).matching("summed") == "summed"
+    assert TargetSpec(0, pair=pair).matching("per_position") == "per_position"
+    assert TargetSpec(0, pair=pair, positions="all").matching("per_position") == "summed"  # summed vector added
+    assert DistillSpec(targets=(TargetSpec(0, pair=pair),)).match == "summed"
+    with pytest.raises(ValueError, match="match must be one of"):
+        DistillSpec(targets=(TargetSpec(0, pair=pair),), match="flat")
+    with pytest.raises(ValueError, match="front positions"):
+        TargetSpec(0, pair=pair, positions="all", match="per_position")

@@ -1,7 +1,14 @@
 """Distillation: find a short pair (1..n tokens per side) whose ActAdd vector points where a target vector
 points, and measure how much of the target's effect it keeps.
 
-- Match: cosine between position-summed vectors at the target's layer. One token per side is searched
+- Match (``distill.match``): ``summed``, the cosine between position-summed vectors at the target's layer; or,
+  for a pair at the front positions, ``per_position``: the cosine between the short pair's positions after BOS,
+  flattened, and the target compressed into as many positions (its positions after BOS split into that many
+  contiguous chunks in order, each summed; ``steering.tokens.compress_positions``). Summing throws placement
+  away: the talk pair's " weddings" sits at +position 4 on side a and at -position 6 on side b, and cancels in
+  the sum. Compressing keeps order, is defined at every length (the first n positions alone would be zero for
+  a pair whose sides share their first word, and never reach a word past position n), equals ``summed`` at one
+  token and the exact per-position match at the target's own length. One token per side is searched
   almost exhaustively (a shortlist of ``shortlist`` tokens per side by projection on the target, every
   combination scored exactly); longer pairs by GCG on the cosine (``search.mutate``), started from the
   previous length's winner extended by one token and, for a pair target, from its own truncation.
@@ -37,7 +44,7 @@ from search.space import AdditionChoice, Pair
 from search.vectors import VectorCache
 from steering import Addition, Positions, SteeringVector
 from steering.model import SteerableModel
-from steering.tokens import cosine_score
+from steering.tokens import VectorScore, compress_positions, cosine_score, positional_cosine_score
 from steering.vector import DEFAULT_FILLER, PairTokens, resid_pre
 
 logger = logging.getLogger(__name__)
@@ -133,6 +140,7 @@ class DistilledTarget:
     target_norm: float
     target_heldout: Evaluation
     rows: tuple[DistilledPair, ...]
+    match: str = "summed"
 
 
 @dataclass(frozen=True)
@@ -153,15 +161,38 @@ class DistillReport:
         return from_dict(cls, json.loads(path.read_text()), cls.FILE) if path.exists() else None
 
 
+def _matched(vec: SteeringVector, goal: Tensor, match: str) -> tuple[Tensor, Tensor]:
+    """The short vector and the target as the match compares them (flattened): summed, or position by position
+    after BOS with the target compressed into the short pair's positions."""
+    if match == "summed":
+        return vec.summed(), goal.sum(dim=0)
+    s = vec.activations[1:]
+    return s.flatten(), compress_positions(goal, s.shape[0]).flatten()
+
+
 def distill_vector(
-    model: SteerableModel, target: SteeringVector, coeff: float, spec: DistillSpec, *, pair: tuple[str, str] | None
+    model: SteerableModel,
+    target: SteeringVector,
+    coeff: float,
+    spec: DistillSpec,
+    *,
+    pair: tuple[str, str] | None,
+    match: str = "summed",
 ) -> list[ShortPair]:
-    """Best short pair per length 1..``max_tokens`` for ``coeff * target``: text, cosine, projection coefficient."""
-    layer, goal = target.layer, coeff * target.summed()
+    """Best short pair per length 1..``max_tokens`` for ``coeff * target``: text, cosine, projection coefficient.
+
+    ``match``: ``summed`` or ``per_position`` (see the module docstring); the cosine and the projection
+    coefficient are the match's.
+    """
+    layer, full = target.layer, coeff * target.activations  # [P, d]
+    goal = full.sum(dim=0)
     tokens = single_tokens(model, spec.gcg.readable)
-    score = cosine_score(goal)
+    score: VectorScore = cosine_score(goal) if match == "summed" else positional_cosine_score(full)
     rows: list[ShortPair] = []
-    single = best_single_pair(model, layer, goal, tokens, spec.shortlist)
+    # One token per side occupies one position after BOS: both matches compare it with one vector.
+    single = best_single_pair(
+        model, layer, goal if match == "summed" else compress_positions(full, 1)[0], tokens, spec.shortlist
+    )
     prev = single
     for n in range(1, spec.max_tokens + 1):
         starts = [single] if n == 1 else [s for s in (_extend(model, prev, single, tokens),) if s is not None]
@@ -175,14 +206,15 @@ def distill_vector(
         prev = best
         a, b = best.decode(model.tokenizer)
         vec = SteeringVector.from_pair(model, a, b, layer)  # from the text: what a person would type
-        s = vec.summed()
-        cos = float(torch.nn.functional.cosine_similarity(s, goal.to(s.device), dim=0))
+        s, t = _matched(vec, full, match)
+        t = t.to(s.device)
+        cos = float(torch.nn.functional.cosine_similarity(s, t, dim=0))
         rows.append(
             ShortPair(
                 tokens=n,
                 pair=(a, b),
                 cosine=cos,
-                projection_coeff=float(s @ goal.to(s.device) / (s @ s)),
+                projection_coeff=float(s @ t / (s @ s)),
                 searched_from=tuple(st.decode(model.tokenizer) for st in starts),
             )
         )
@@ -196,15 +228,20 @@ def run_distill(spec: DistillSpec, heldout: SplitEvaluator, vectors: VectorCache
     model, search = heldout.model, heldout.on("search")
     base, _ = heldout(Method("unsteered", []))
     out: list[DistilledTarget] = []
+    measured_by_target: dict[str, Evaluation] = {}  # a target listed once per match is measured once
     for target in spec.targets:
         choice = target_choice(target)
         vec = vectors.get(model, choice)
         positions = Positions.parse(choice.positions)
         coeff = choice.applied_coeff
-        measured, _ = heldout(Method("target", [Addition(vec, coeff, positions)]))
+        match = target.matching(spec.match)
+        key = f"{choice.describe()} at {positions}"
+        if key not in measured_by_target:
+            measured_by_target[key], _ = heldout(Method("target", [Addition(vec, coeff, positions)]))
+        measured = measured_by_target[key]
         gain = measured.value - base.value
         rows = []
-        for short in distill_vector(model, vec, coeff, spec, pair=target.pair):
+        for short in distill_vector(model, vec, coeff, spec, pair=target.pair, match=match):
             short_vec = SteeringVector.from_pair(model, short.pair[0], short.pair[1], target.layer)
             coeffs = [k * short.projection_coeff for k in spec.coeff_scales]
             chosen, on_search = search.best_coeff(short_vec, positions, coeffs)
@@ -220,13 +257,14 @@ def run_distill(spec: DistillSpec, heldout: SplitEvaluator, vectors: VectorCache
             )
         out.append(
             DistilledTarget(
-                target=choice.describe(),
+                target=choice.describe() + ("" if match == "summed" else ", per-position match"),
                 target_tokens=PairTokens.encode(model, *target.pair).width - 1 if target.pair else None,
                 layer=target.layer,
                 positions=str(positions),
                 target_norm=float((coeff * vec.summed()).norm()),
                 target_heldout=measured,
                 rows=tuple(rows),
+                match=match,
             )
         )
     return DistillReport(base, tuple(out))

@@ -48,13 +48,15 @@ class AdversarialSpec:
 class TargetSpec:
     """A vector to distill: a pair's ActAdd vector times ``coeff`` added at ``positions`` (``front``, ActAdd's;
     ``all``/``from:K`` add the position-summed vector, the mode a paragraph-long pair needs), or a learned vector
-    fitted with ``learned`` on the search split (added at its fit positions, coefficient 1)."""
+    fitted with ``learned`` on the search split (added at its fit positions, coefficient 1). ``match`` overrides
+    ``distill.match`` for this target (``per_position`` only for a pair at the front positions)."""
 
     layer: int
     pair: tuple[str, str] | None = None
     coeff: float = 1.0
     learned: FitChoice | None = None
     positions: str = "front"
+    match: str | None = None
 
     def __post_init__(self) -> None:
         if (self.pair is None) == (self.learned is None):
@@ -62,17 +64,44 @@ class TargetSpec:
         Positions.parse(self.positions)
         if self.learned is not None and self.positions != "front":
             raise ValueError("a learned distillation target is added at its fit's positions (learned.positions)")
+        if self.match is not None:
+            _check_match(self.match)
+            if self.match == "per_position" and (self.pair is None or self.positions != "front"):
+                raise ValueError(
+                    "match: per_position needs a pair target at front positions (elsewhere the summed vector is added)"
+                )
+
+    def matching(self, default: str) -> str:
+        """The match this target uses: its own, else ``default``; ``summed`` wherever the vector added is the
+        position-summed one (a learned vector, a pair at all/from:K), where placement does not exist."""
+        if self.pair is None or self.positions != "front":
+            return "summed"
+        return self.match or default
+
+
+MATCHES = ("summed", "per_position")
+
+
+def _check_match(match: str) -> None:
+    if match not in MATCHES:
+        raise ValueError(f"match must be one of {', '.join(MATCHES)}, got {match!r}")
 
 
 @dataclass(frozen=True)
 class DistillSpec:
+    """``match``: how a short pair is matched to a front-position pair target: ``summed`` (cosine of
+    position-summed vectors) or ``per_position`` (cosine of the short pair's positions, flattened, to the target
+    compressed into as many positions in order; ``steering.tokens.positional_cosine_score``)."""
+
     targets: tuple[TargetSpec, ...]
     max_tokens: int = 3
     coeff_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     shortlist: int = 128
     gcg: MutationConfig = field(default_factory=lambda: MutationConfig(steps=16, top_k=32, candidates=64))
+    match: str = "summed"
 
     def __post_init__(self) -> None:
+        _check_match(self.match)
         if not self.targets:
             raise ValueError("distill needs at least one target")
         if self.max_tokens < 1 or self.shortlist < 1:
