@@ -78,10 +78,10 @@ def _write_ahead_log(engine: sqlalchemy.engine.Engine) -> None:
 
     The default (a rollback journal, ``synchronous=FULL``) syncs the disk several times a commit: about 20 ms
     a commit here, against about 2 ms in WAL, and a trial makes several (parameters, state, heartbeats; README,
-    "Trials in batches"). In WAL a process killed mid-trial loses no committed transaction; only a power cut or an OS crash may
-    undo the last few. Readers no longer block the writer, which suits several workers on one machine. WAL
-    needs shared memory between the processes, so a SQLite file on a network filesystem must not be shared by
-    workers on several machines: use PostgreSQL for that (README, "Several workers")."""
+    "Trials in batches"). In WAL a process killed mid-trial loses no committed transaction; only a power cut or
+    an OS crash may undo the last few. Readers no longer block the writer, which suits several workers on one
+    machine. WAL needs shared memory between the processes, so a SQLite file on a network filesystem must not be
+    shared by workers on several machines: use PostgreSQL for that (README, "Several workers")."""
     sqlalchemy.event.listen(engine, "connect", _sqlite_pragmas)
     engine.dispose()  # the connections Optuna opened to create its tables predate the listener
 
