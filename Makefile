@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_floor --threads 1
 	$(BIN)/python -m bench.bench_fidelity
 	$(BIN)/python -m bench.bench_noise
+	$(BIN)/python -m bench.bench_batch --naive 2 --studies 32
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -96,9 +96,10 @@ class StudySpec:
 
     ``batch``: trials a worker asks for at once and runs together, their completions generated and scored in
     shared forward passes (each trial's numbers are those it would get alone). 1 runs one trial at a time. The
-    default, 4, is measured (README, "Trials in batches"): whole 32-trial quickstart searches on one CPU thread
-    ran 1.12x the trials per hour of 1 with the same best value, while 8 and 16 were slower per trial, since
-    batch-mates report a rung together and the median pruner compares with complete trials only."""
+    default, 4, is measured (README, "Trials in batches"): on one CPU thread it ran first-rung-sized trials
+    (16 completions) 1.31-1.37x the trials per hour of 1 and full ones 1.02-1.04x, and whole 32-trial
+    quickstart searches about even (0.97x and 1.12x in two runs), while 8 and 16 were slower there (0.84-0.90x),
+    since batch-mates report a rung together and the median pruner compares with complete trials only."""
 
     sampler: Literal["tpe", "cmaes", "gp", "nsga2", "grid", "random"] = "tpe"
     pruner: Literal["none", "median", "halving", "hyperband"] = "median"
