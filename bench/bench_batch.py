@@ -45,12 +45,11 @@ import optuna
 import sqlalchemy
 import torch
 from bert_score import BERTScorer
-from bert_score import score as bert_score_fn
 
 import search.objective as objective_module
 import search.run as search_run
 import search.study
-from bench.bench_trials import CONFIG_FOR, TRIAL
+from bench.bench_trials import CONFIG_FOR, TRIAL, front_hook, naive_trial, pair_delta
 from objectives import Evaluator, Objective
 from objectives.bertscore import DEFAULT_NUM_LAYERS, default_model_path
 from objectives.damage import PerplexityRatio
@@ -63,7 +62,7 @@ from search.session import Scorers, full_pool, load_data, load_experiment_model,
 from search.space import Candidate, suggest
 from search.study import storage_for
 from search.workers import run_until
-from steering import Addition, MaskMode, SteeringVector
+from steering import Addition, SteeringVector
 from steering.model import SteerableModel
 
 ROOT = Path(__file__).parents[1]
@@ -223,31 +222,6 @@ def clock_wrapped(clock: Clock, fn: Callable[..., None], part: str) -> Callable[
     return timed
 
 
-def _delta(model: SteerableModel, cand: Candidate) -> tuple[int, torch.Tensor]:
-    """The layer and ``[n, d]`` addition of a one-addition pair candidate (coefficient and frac mask applied)."""
-    (choice,) = cand.additions
-    assert choice.pair is not None and choice.mask == MaskMode.FIRST and choice.positions == "front"
-    vec = SteeringVector.from_pair(model, choice.pair.a, choice.pair.b, choice.layer)
-    delta = choice.coeff * vec.activations
-    delta[:, round(choice.frac * model.d_model) :] = 0
-    return choice.layer, delta
-
-
-def front_hook(delta: torch.Tensor, starts: torch.Tensor) -> Callable[..., Any]:
-    """A pre-hook adding ``delta`` at positions ``starts[i] ..`` of row i on the prompt pass only."""
-    offsets = torch.arange(delta.shape[0])
-
-    def pre_hook(_m: torch.nn.Module, a: tuple[Any, ...], kw: dict[str, Any]) -> Any:
-        h = a[0] if a else kw["hidden_states"]
-        if h.shape[1] > 1:
-            h = h.clone()
-            cols = (starts[:, None] + offsets[None, :]).clamp(max=h.shape[1] - 1)  # [B, n]
-            h[torch.arange(h.shape[0])[:, None], cols] += delta[None, : h.shape[1]]
-        return ((h, *a[1:]), kw) if a else (a, {**kw, "hidden_states": h})
-
-    return pre_hook
-
-
 def competent_trial(
     model: SteerableModel,
     cand: Candidate,
@@ -258,7 +232,7 @@ def competent_trial(
     gold: list[str],
     ppl: PerplexityRatio,
 ) -> float:
-    layer, delta = _delta(model, cand)
+    layer, delta = pair_delta(model, cand)
     ids, mask = model.left_padded(list(prompts))  # left-padded BOS + prompt
     starts = (mask.shape[1] - mask.sum(dim=1)).repeat_interleave(n)
     handle = model.blocks[layer].register_forward_pre_hook(front_hook(delta, starts), with_kwargs=True)
@@ -280,44 +254,6 @@ def competent_trial(
     steering = [Addition(SteeringVector(delta, layer), 1.0)]
     raw = {"bertscore_f1": float(f1), "rep_rate": repetition_rate(texts)} | ppl.score(model, steering)
     return float(Objective(TRIAL).value(raw))  # type: ignore[arg-type]
-
-
-def naive_trial(
-    model: SteerableModel,
-    cand: Candidate,
-    prompts: Sequence[str],
-    n: int,
-    max_new_tokens: int,
-    gold: list[str],
-    ppl: PerplexityRatio,
-) -> None:
-    layer, delta = _delta(model, cand)
-    texts = []
-    one = torch.zeros(1, dtype=torch.long)
-    handle = model.blocks[layer].register_forward_pre_hook(front_hook(delta, one), with_kwargs=True)
-    try:
-        for p in prompts:
-            ids = torch.tensor([model.encode_prompt(p)])
-            for _s in range(n):
-                out = model.hf.generate(
-                    ids,
-                    attention_mask=torch.ones_like(ids),
-                    do_sample=True,
-                    top_p=0.3,
-                    max_new_tokens=max_new_tokens,
-                    pad_token_id=model.pad_token_id,
-                )
-                texts.append(model.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
-    finally:
-        handle.remove()
-    bert_score_fn(
-        [t if t.strip() else "." for t in texts],
-        [gold] * len(texts),
-        model_type=default_model_path(),
-        num_layers=DEFAULT_NUM_LAYERS,
-    )
-    repetition_rate(texts)
-    ppl.score(model, [])  # as bench_trials: the unsteered reference only
 
 
 def whole_searches(

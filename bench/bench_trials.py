@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,14 @@ from objectives.compose import Constraint, ObjectiveSpec, Term
 from objectives.damage import PerplexityRatio
 from objectives.evaluate import Evaluator
 from objectives.text import repetition_rate
+from search.analysis.select import written_candidate
 from search.config import load_config
 from search.config.features import FidelitySpec
 from search.objective import SteeringObjective
 from search.session import Scorers, full_pool, load_data, load_experiment_model, metrics_for
-from steering import SteeringVector
+from search.space import Candidate
+from steering import MaskMode, SteeringVector
+from steering.model import SteerableModel
 
 ROOT = Path(__file__).parents[1]
 CONFIG_FOR = {"tiny": "quickstart", "smollm2-135m": "smollm2-weddings", "gemma3-270m": "gemma3-weddings"}
@@ -46,6 +50,69 @@ TRIAL = ObjectiveSpec(
     terms=(Term("bertscore_f1"), Term("rep_rate", -0.2)), constraints=(Constraint("ppl_ratio", max=3.0, penalty=0.01),)
 )
 """The objective timed (the quickstart's before it moved to steer_score)."""
+
+
+def pair_delta(model: SteerableModel, cand: Candidate) -> tuple[int, torch.Tensor]:
+    """The layer and ``[n, d]`` addition of a one-addition pair candidate (coefficient and frac mask applied)."""
+    (choice,) = cand.additions
+    assert choice.pair is not None and choice.mask == MaskMode.FIRST and choice.positions == "front"
+    vec = SteeringVector.from_pair(model, choice.pair.a, choice.pair.b, choice.layer)
+    delta = choice.coeff * vec.activations
+    delta[:, round(choice.frac * model.d_model) :] = 0
+    return choice.layer, delta
+
+
+def front_hook(delta: torch.Tensor, starts: torch.Tensor) -> Callable[..., Any]:
+    """A pre-hook adding ``delta`` at positions ``starts[i] ..`` of row i on the prompt pass only."""
+    offsets = torch.arange(delta.shape[0])
+
+    def pre_hook(_m: torch.nn.Module, a: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        h = a[0] if a else kw["hidden_states"]
+        if h.shape[1] > 1:
+            h = h.clone()
+            cols = (starts[:, None] + offsets[None, :]).clamp(max=h.shape[1] - 1)  # [B, n]
+            h[torch.arange(h.shape[0])[:, None], cols] += delta[None, : h.shape[1]]
+        return ((h, *a[1:]), kw) if a else (a, {**kw, "hidden_states": h})
+
+    return pre_hook
+
+
+def naive_trial(
+    model: SteerableModel,
+    cand: Candidate,
+    prompts: Sequence[str],
+    n: int,
+    max_new_tokens: int,
+    gold: list[str],
+    ppl: PerplexityRatio,
+) -> None:
+    layer, delta = pair_delta(model, cand)
+    texts = []
+    one = torch.zeros(1, dtype=torch.long)
+    handle = model.blocks[layer].register_forward_pre_hook(front_hook(delta, one), with_kwargs=True)
+    try:
+        for p in prompts:
+            ids = torch.tensor([model.encode_prompt(p)])
+            for _s in range(n):
+                out = model.hf.generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    do_sample=True,
+                    top_p=0.3,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=model.pad_token_id,
+                )
+                texts.append(model.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+    finally:
+        handle.remove()
+    bert_score_fn(
+        [t if t.strip() else "." for t in texts],
+        [gold] * len(texts),
+        model_type=default_model_path(),
+        num_layers=DEFAULT_NUM_LAYERS,
+    )
+    repetition_rate(texts)
+    ppl.score(model, [])  # the unsteered reference only (cheaper than ours)
 
 
 def main() -> None:
@@ -89,45 +156,12 @@ def main() -> None:
         objective(optuna.trial.FixedTrial(params, number=i))
         ours.append(time.perf_counter() - t0)
 
-    vec = SteeringVector.from_pair(model, b.pair[0], b.pair[1], b.layer)
-    delta = b.coeff * vec.activations
     ppl = PerplexityRatio(data.neutral.search)
-
-    def pre_hook(_m: torch.nn.Module, a: tuple[Any, ...], kw: dict[str, Any]) -> Any:
-        h = a[0] if a else kw["hidden_states"]
-        if h.shape[1] > 1:
-            h = h.clone()
-            h[:, : delta.shape[0]] += delta
-        return ((h, *a[1:]), kw) if a else (a, {**kw, "hidden_states": h})
-
+    cand = written_candidate(dataclasses.replace(b, frac=1.0))
     naive = []
     for _ in range(args.trials):
         t0 = time.perf_counter()
-        texts = []
-        handle = model.blocks[b.layer].register_forward_pre_hook(pre_hook, with_kwargs=True)
-        try:
-            for p in prompts:
-                ids = torch.tensor([model.encode_prompt(p)])
-                for _s in range(n):
-                    out = model.hf.generate(
-                        ids,
-                        attention_mask=torch.ones_like(ids),
-                        do_sample=True,
-                        top_p=0.3,
-                        max_new_tokens=cfg.generation.max_new_tokens,
-                        pad_token_id=model.pad_token_id,
-                    )
-                    texts.append(model.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
-        finally:
-            handle.remove()
-        bert_score_fn(
-            [t if t.strip() else "." for t in texts],
-            [gold] * len(texts),
-            model_type=default_model_path(),
-            num_layers=DEFAULT_NUM_LAYERS,
-        )
-        repetition_rate(texts)
-        ppl.score(model, [])  # same damage metric as ours (unsteered reference only; cheaper than ours)
+        naive_trial(model, cand, prompts, n, cfg.generation.max_new_tokens, gold, ppl)
         naive.append(time.perf_counter() - t0)
 
     o, v = sum(ours) / len(ours), sum(naive) / len(naive)
