@@ -89,13 +89,13 @@ def context_tokens(model: SteerableModel, prompts: Sequence[str], method: Method
 
 def distilled_methods(model: SteerableModel, report: DistillReport) -> list[Method]:
     """Each distillation target's short pair with the best objective on the search split (over its lengths and
-    coefficient multipliers), as a row added at the coefficient and positions distillation chose for it. It is
+    coefficients), as a row added at the coefficient and positions distillation chose for it. It is
     chosen without the test split, so the test split judges it like any contender."""
     methods = []
     for i, target in enumerate(report.targets, 1):
         if not target.rows:
             continue
-        best = max(target.rows, key=lambda r: max(r.search_objective_by_scale.values()))
+        best = max(target.rows, key=lambda r: r.best_search_objective)
         a, b = best.short.pair
         vector = SteeringVector.from_pair(model, a, b, target.layer)
         name = f"distilled from target {i}: {a!r} / {b!r} L{target.layer} c{best.coeff:.3g} at {target.positions}"
@@ -106,14 +106,20 @@ def distilled_methods(model: SteerableModel, report: DistillReport) -> list[Meth
 def current_selection(
     cfg: ExperimentConfig, run_dir: Path, study: optuna.Study, heldout: SplitEvaluator, vectors: VectorCache
 ) -> Selection:
-    """The folder's selection if it was made on the study as it is now (same number of finished trials and the
-    same select settings), else a new one (saved)."""
+    """The folder's selection if it was made on the study as it is now (same number of finished trials, the
+    same select settings and the same validation prompts), else a new one (saved)."""
     finished = n_finished(study)
     selection = Selection.load(run_dir)
-    if selection is not None and selection.trials == finished and selection.settings == dataclasses.asdict(cfg.select):
+    validation = heldout.on("validation")
+    if (
+        selection is not None
+        and selection.trials == finished
+        and selection.settings == dataclasses.asdict(cfg.select)
+        and list(selection.prompts) == list(validation.prompts)
+    ):
         return selection
     selection = dataclasses.replace(
-        select_winner(cfg, study, heldout.on("validation"), vectors),
+        select_winner(cfg, study, validation, vectors),
         trials=finished,
         settings=dataclasses.asdict(cfg.select),
     )
