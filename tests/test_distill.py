@@ -78,6 +78,8 @@ distill:
     - {{learned: {{lr: 0.1, steps: 3, norm_bound: 5}}, layer: 1}}
     - {{pair: ["The bride and the groom", "The team"], layer: 1, coeff: 4, match: per_position}}
   max_tokens: 2
+  coeff_scales: [1, 2]
+  coeffs: [3]
   gcg: {{steps: 2, top_k: 4, candidates: 4}}
 length:
   layer: 1
@@ -100,9 +102,13 @@ def test_analyze_writes_tables_plot_and_report(tiny: SteerableModel, tmp_path: P
     assert targets[2].target.endswith("per-position match") and targets[2].target_heldout == targets[0].target_heldout
     assert [r.short.tokens for r in targets[0].rows] == [1, 2]
     assert list((out / "vectors" / "fitted").glob("*.safetensors"))  # the learned target was saved
-    for r in targets[0].rows:  # the coefficient is the projection's times the scale best on the search split
-        scales = {float(k): v for k, v in r.search_objective_by_scale.items()}
-        assert r.coeff == pytest.approx(max(scales, key=scales.__getitem__) * r.short.projection_coeff)
+    for r in targets[0].rows:  # the projection's times a scale, or an absolute coefficient: the best on search
+        by_scale = r.search_objective_by_scale
+        tried = {k * r.short.projection_coeff: v for k, v in zip((1.0, 2.0), by_scale.values(), strict=True)}
+        assert list(r.search_objective_by_scale) == ["1.0", "2.0"] and list(r.search_objective_by_coeff) == ["3.0"]
+        tried[3.0] = r.search_objective_by_coeff["3.0"]
+        assert r.coeff == pytest.approx(max(tried, key=tried.__getitem__))
+        assert r.best_search_objective == max(tried.values())
         kept = (r.heldout.value - res.distill.unsteered.value) / (
             targets[0].target_heldout.value - res.distill.unsteered.value
         )

@@ -14,8 +14,9 @@ points, and measure how much of the target's effect it keeps.
   previous length's winner extended by one token and, for a pair target, from its own truncation.
 - Strength: the short pair is added at the target's positions with the projection coefficient
   ``c* = <s, t> / |s|^2`` (so ``c* s`` is the part of ``t`` along ``s``) times the multiplier from
-  ``coeff_scales`` that scores best on the *search* split (a matched direction does not mean a matched
-  effect: per-position placement and LayerNorm differ between a long and a short pair).
+  ``coeff_scales``, or at one of the absolute ``coeffs``, whichever scores best on the *search* split (a
+  matched direction does not mean a matched effect: per-position placement and LayerNorm differ between a
+  long and a short pair).
 - Effect kept: ``(objective(short) - objective(unsteered)) / (objective(target) - objective(unsteered))`` on
   the held-out split (``compare``'s evaluator, with CIs on every metric).
 
@@ -121,14 +122,20 @@ class ShortPair:
 
 @dataclass(frozen=True)
 class DistilledPair:
-    """A short pair as applied and measured: ``coeff`` is the projection coefficient times the multiplier
-    best on the search split; ``effect_kept`` is its held-out gain over unsteered ÷ the target's."""
+    """A short pair as applied and measured: ``coeff`` is the projection coefficient times the multiplier, or
+    the absolute coefficient, best on the search split (``search_objective_by_scale`` and ``_by_coeff``: the
+    search objective at each); ``effect_kept`` is its held-out gain over unsteered ÷ the target's."""
 
     short: ShortPair
     coeff: float
     search_objective_by_scale: dict[str, float]
     heldout: Evaluation
     effect_kept: float | None
+    search_objective_by_coeff: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def best_search_objective(self) -> float:
+        return max([*self.search_objective_by_scale.values(), *self.search_objective_by_coeff.values()])
 
 
 @dataclass(frozen=True)
@@ -243,14 +250,16 @@ def run_distill(spec: DistillSpec, heldout: SplitEvaluator, vectors: VectorCache
         rows = []
         for short in distill_vector(model, vec, coeff, spec, pair=target.pair, match=match):
             short_vec = SteeringVector.from_pair(model, short.pair[0], short.pair[1], target.layer)
-            coeffs = [k * short.projection_coeff for k in spec.coeff_scales]
+            coeffs = [*(k * short.projection_coeff for k in spec.coeff_scales), *spec.coeffs]
             chosen, on_search = search.best_coeff(short_vec, positions, coeffs)
+            by_scale, by_coeff = on_search[: len(spec.coeff_scales)], on_search[len(spec.coeff_scales) :]
             result, _ = heldout(Method(f"{short.tokens} tokens", [Addition(short_vec, chosen, positions)]))
             rows.append(
                 DistilledPair(
                     short=short,
                     coeff=chosen,
-                    search_objective_by_scale={str(k): v for k, v in zip(spec.coeff_scales, on_search, strict=True)},
+                    search_objective_by_scale={str(k): v for k, v in zip(spec.coeff_scales, by_scale, strict=True)},
+                    search_objective_by_coeff={str(c): v for c, v in zip(spec.coeffs, by_coeff, strict=True)},
                     heldout=result,
                     effect_kept=(result.value - base.value) / gain if gain else None,
                 )

@@ -91,11 +91,16 @@ def _check_match(match: str) -> None:
 class DistillSpec:
     """``match``: how a short pair is matched to a front-position pair target: ``summed`` (cosine of
     position-summed vectors) or ``per_position`` (cosine of the short pair's positions, flattened, to the target
-    compressed into as many positions in order; ``steering.tokens.positional_cosine_score``)."""
+    compressed into as many positions in order; ``steering.tokens.positional_cosine_score``).
+
+    ``coeff_scales`` multiply each short pair's projection coefficient; ``coeffs`` are absolute coefficients
+    tried as well (where the projection coefficient is far below what steers a model, as on SmolLM2, where a
+    token's vector is much longer than a learned target). The best of all on the search split is used."""
 
     targets: tuple[TargetSpec, ...]
     max_tokens: int = 3
     coeff_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    coeffs: tuple[float, ...] = ()
     shortlist: int = 128
     gcg: MutationConfig = field(default_factory=lambda: MutationConfig(steps=16, top_k=32, candidates=64))
     match: str = "summed"
@@ -108,6 +113,8 @@ class DistillSpec:
             raise ValueError("max_tokens and shortlist must be >= 1")
         if not self.coeff_scales or min(self.coeff_scales) <= 0:
             raise ValueError("coeff_scales needs positive multipliers")
+        if any(c <= 0 for c in self.coeffs):
+            raise ValueError(f"distill.coeffs must be positive, got {list(self.coeffs)}")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from search.analysis.distill import DistillReport
 from search.analysis.evaluation import SHOWN_METRICS
 from search.analysis.length import LengthReport
 from search.analysis.overshoot import OvershootReport
+from search.analysis.purity import purity_points
 from search.analysis.select import Selection
 from search.report.figures import (
     fig_frac_coeff,
@@ -32,6 +33,7 @@ from search.report.figures import (
     fig_overshoot,
     fig_overshoot_norm,
     fig_pareto,
+    fig_purity,
     fig_selection,
 )
 from search.report.tables import (
@@ -40,6 +42,7 @@ from search.report.tables import (
     length_table,
     overshoot_correlations,
     overshoot_table,
+    purity_table,
     selection_table,
     verdict_text,
 )
@@ -113,6 +116,16 @@ def study_sections(run_dir: Path, study: optuna.Study, term_names: list[str], fi
     for title, path in figures:
         if path is not None:
             md += ["", f"## {title}", "", f"![{title}](figures/{path.name})"]
+    points = purity_points(study)
+    purity = fig_purity(points, figs_dir / "purity.png")
+    if purity is not None:
+        md += ["", "## Purity: on-target gain per unit of off-target KL", ""]
+        md.append(
+            f"{len(points)} complete trials on the search split: gain is concept_score (BERTScore gain over "
+            "unsteered, 1 at the gold passages), damage is KL(unsteered || steered) on the off-target prompts. "
+            "The Pareto front (no trial has both more gain and less KL):"
+        )
+        md += ["", purity_table(points), "", f"![Purity](figures/{purity.name})"]
 
     selection = Selection.load(run_dir)
     if selection:
@@ -187,8 +200,9 @@ def distill_section(run_dir: Path, figs_dir: Path) -> list[str]:
         return []
     md = ["", "## Distillation into short pairs", ""]
     md.append(
-        "Short pairs searched by cosine to the target vector (position-summed, at the target's layer), added "
-        "at the projection coefficient times the multiplier best on the search split; objective and "
+        "Short pairs searched by cosine to the target vector (position-summed, or position by position where "
+        "the target says so, at the target's layer), added at the projection coefficient times a multiplier, "
+        "or at an absolute coefficient (distill.coeffs), whichever is best on the search split; objective and "
         "BERTScore F1 [95% CI] on the held-out split. Effect "
         "kept = (short - unsteered) / (target - unsteered) of the objective."
     )
