@@ -1,5 +1,6 @@
 """The report's figures, drawn on ``matplotlib.figure.Figure`` (no pyplot state, no backend switch at import):
-optimisation history, parameter importances, the frac × coeff heatmap, the Pareto front, length vs strength,
+optimisation history, parameter importances, the frac × coeff heatmap, the Pareto front, purity (on-target
+gain against off-target KL, by source, with its Pareto front), length vs strength,
 the overshoot grid (heatmaps per metric and mask, and each metric against the effective coefficient),
 and the winner's curse (each selection contender's objective on search, validation and test).
 
@@ -23,6 +24,7 @@ from search.analysis.length import LengthReport
 from search.analysis.overshoot import LABELS as OVERSHOOT_LABELS
 from search.analysis.overshoot import METRICS as OVERSHOOT_METRICS
 from search.analysis.overshoot import OvershootReport
+from search.analysis.purity import PurityPoint, pareto_front
 from search.analysis.select import Selection
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,15 @@ def _bins(values: list[float], max_bins: int = 8) -> tuple[list[float], np.ndarr
     return centers, idx
 
 
+def _distinct_labels(values: list[float]) -> list[str]:
+    """Tick labels with 2 decimals, or as many more as it takes for neighbouring values to read differently."""
+    for digits in range(2, 6):
+        labels = [f"{v:.{digits}f}" for v in values]
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels
+
+
 def fig_frac_coeff(study: optuna.Study, path: Path) -> Path | None:
     """Mean objective per (frac, coeff) cell: does 0.7 beat 1.0 at every coefficient?"""
     trials = [t for t in _complete(study) if params.FRAC in t.params and params.COEFF in t.params]
@@ -116,7 +127,7 @@ def fig_frac_coeff(study: optuna.Study, path: Path) -> Path | None:
     ax = fig.subplots()
     im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(coeffs)), [f"{c:.3g}" for c in coeffs], rotation=45)
-    ax.set_yticks(range(len(fracs)), [f"{f:.2f}" for f in fracs])
+    ax.set_yticks(range(len(fracs)), _distinct_labels(fracs))
     ax.set_xlabel("coefficient")
     ax.set_ylabel("fraction of residual dims")
     for a in range(len(fracs)):
@@ -145,6 +156,35 @@ def fig_pareto(study: optuna.Study, path: Path, names: list[str]) -> Path | None
     ax.set_ylabel(names[1])
     ax.legend(fontsize=8)
     ax.set_title("Pareto front")
+    return _save(fig, path)
+
+
+def fig_purity(points: list[PurityPoint], path: Path) -> Path | None:
+    """Each complete trial's on-target gain (concept_score) against its off-target KL, one colour per candidate
+    source, the Pareto front as a step line; None with fewer than two points."""
+    if len(points) < 2:
+        return None
+    fig = Figure(figsize=(7, 4.4))
+    ax = fig.subplots()
+    colors = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb")
+    sources = sorted({p.source for p in points})
+    for source, color in zip(sources, colors * (len(sources) // len(colors) + 1), strict=False):
+        sel = [p for p in points if p.source == source]
+        ax.scatter([p.kl for p in sel], [p.gain for p in sel], s=22, color=color, label=f"{source} ({len(sel)})")
+    front = pareto_front(points)
+    ax.step([p.kl for p in front], [p.gain for p in front], where="post", color="black", linewidth=1)
+    ax.scatter(
+        [p.kl for p in front],
+        [p.gain for p in front],
+        s=60,
+        facecolors="none",
+        edgecolors="black",
+        label="Pareto front",
+    )
+    ax.set_xlabel("off-target KL (nats; lower is purer)")
+    ax.set_ylabel("on-target gain (concept_score)")
+    ax.set_title("Purity: gain against off-target damage (search split)")
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -185,7 +225,7 @@ def fig_selection(selection: Selection, path: Path) -> Path | None:
     shown = [c for c in selection.contenders if c.search is not None]
     if not shown:
         return None
-    fig = Figure(figsize=(7, 4))
+    fig = Figure(figsize=(10, 4))
     ax = fig.subplots()
     for c in shown:
         ys = [c.search, c.validation.objective, c.test.objective if c.test is not None else None]
@@ -200,12 +240,12 @@ def fig_selection(selection: Selection, path: Path) -> Path | None:
             linewidth=2.5 if winner else 1.2,
             color="#cc6677" if c.kind == "tuned" else "#4477aa",
             alpha=1.0 if winner else 0.6,
-            label=("winner: " if winner else "") + c.name[:60],
+            label=("winner: " if winner else "") + (c.name if len(c.name) <= 60 else c.name[:57] + "..."),
         )
     ax.set_xticks([0, 1, 2], ["search", "validation", "test"])
     ax.set_ylabel("objective")
     ax.set_title("Selection: search-split values fall on new prompts (winner's curse)")
-    ax.legend(fontsize=6, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # beside, not over, the lines
     return _save(fig, path)
 
 

@@ -14,6 +14,7 @@ from search.analysis.overshoot import LABELS as OVERSHOOT_LABELS
 from search.analysis.overshoot import METRICS as OVERSHOOT_METRICS
 from search.analysis.overshoot import RANDOM as RANDOM_MASK
 from search.analysis.overshoot import OvershootReport
+from search.analysis.purity import PurityPoint, pareto_front
 from search.analysis.select import Selection
 
 
@@ -93,6 +94,17 @@ def verdict_text(comparison: Comparison) -> str:
     if not lines:
         return f"Winner: {winner}."
     return f"On the test split the winner, {winner}, " + "; it ".join(lines) + "."
+
+
+def purity_table(points: list[PurityPoint]) -> str:
+    """The Pareto front of on-target gain against off-target KL: one row per front trial, by increasing KL."""
+    rows = [
+        "| trial | candidate | source | gain (concept_score) | off-target KL | gain per nat |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in pareto_front(points):
+        rows.append(f"| {p.number} | {abbreviate(p.label)} | {p.source} | {p.gain:.3f} | {p.kl:.3f} | {p.purity:.3f} |")
+    return "\n".join(rows)
 
 
 def selection_table(selection: Selection) -> str:
