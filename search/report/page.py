@@ -37,6 +37,13 @@ def build_report(run_dir: Path, study: optuna.Study | None, term_names: list[str
     return markdown, _html(markdown, figs_dir)
 
 
+def _bold(text: str) -> str:
+    """``**x**`` as ``<b>x</b>``, in paragraphs and table cells alike (a lone ``**`` stays as it is)."""
+    while text.count("**") >= 2:
+        text = text.replace("**", "<b>", 1).replace("**", "</b>", 1)
+    return text
+
+
 def _html(markdown: str, figs_dir: Path) -> str:
     """A small markdown subset (headings, bullets, tables, images, bold) rendered to standalone HTML."""
     out: list[str] = []
@@ -52,7 +59,7 @@ def _html(markdown: str, figs_dir: Path) -> str:
 
     for line in markdown.splitlines():
         if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            cells = [_bold(html.escape(c.strip())) for c in line.strip("|").split("|")]
             if not all(set(c) <= {"-"} for c in cells):
                 table_rows.append(cells)
             continue
@@ -67,15 +74,15 @@ def _html(markdown: str, figs_dir: Path) -> str:
         elif line.startswith("- "):
             out.append(f"<li>{html.escape(line[2:])}</li>")
         elif line.strip():
-            text = LINK.sub(r'<a href="\2">\1</a>', html.escape(line))
-            while "**" in text:
-                text = text.replace("**", "<b>", 1).replace("**", "</b>", 1)
+            text = _bold(LINK.sub(r'<a href="\2">\1</a>', html.escape(line)))
             out.append(f"<p>{text}</p>")
     flush()
     style = (
-        "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;"
-        "vertical-align:top}th{background:#f3f3f3}img{max-width:100%;margin:1em 0}h1{font-size:1.6em}"
+        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+        # a comparison has a dozen columns: a table wider than the page scrolls instead of being cut off
+        "table{border-collapse:collapse;margin:1em 0;font-size:14px;display:block;overflow-x:auto;max-width:100%}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}th{background:#f3f3f3}"
+        "img{max-width:100%;margin:1em 0}h1{font-size:1.6em}"
     )
     head = f"<head><meta charset='utf-8'><title>steersearch report</title><style>{style}</style></head>"
     return f"<!doctype html><html>{head}<body>{''.join(out)}</body></html>\n"
