@@ -28,7 +28,7 @@ from steering.model import SteerableModel
 class Pair:
     a: str
     b: str
-    source: str = "hand-written"  # or "template", "adversarial"
+    source: str = "hand-written"  # or "template", "distilled", "adversarial"
 
     @property
     def label(self) -> str:
@@ -36,9 +36,10 @@ class Pair:
 
 
 def pair_pool(spec: PairsSpec) -> list[Pair]:
-    """Hand-written pairs first, then template pairs; duplicates removed, order stable."""
+    """Hand-written pairs first, then template pairs, then distilled pairs; duplicates removed, order stable."""
     pool = [Pair(a, b, "hand-written") for a, b in spec.hand_written]
     pool += [Pair(ta.format(x=w), tb.format(x=w), "template") for ta, tb in spec.templates for w in spec.words]
+    pool += [Pair(a, b, "distilled") for a, b in spec.distilled]
     seen: set[str] = set()
     unique = []
     for p in pool:

@@ -24,6 +24,18 @@ def test_pool_hand_written_first_and_deduplicated() -> None:
     assert len({p.label for p in pool}) == len(pool)
 
 
+def test_distilled_pairs_join_the_pool_last_with_their_source() -> None:
+    spec = PairsSpec(hand_written=PAIRS.hand_written, distilled=((" mint", " feedstock"), ("weddings", "")))
+    pool = pair_pool(spec)
+    assert [(p.a, p.source) for p in pool] == [
+        ("I talk about weddings constantly", "hand-written"),
+        ("weddings", "hand-written"),  # a distilled pair that is also hand-written stays hand-written
+        (" mint", "distilled"),
+    ]
+    with pytest.raises(ValueError, match="non-empty"):
+        PairsSpec(hand_written=PAIRS.hand_written, distilled=(("", ""),))
+
+
 def test_fixed_trial_drives_the_space(tiny: SteerableModel) -> None:
     space = SpaceSpec(
         layer=IntRange(0, 1),

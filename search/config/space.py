@@ -67,16 +67,19 @@ class IntRange:
 
 @dataclass(frozen=True)
 class PairsSpec:
-    """Hand-written pairs, plus templates with ``{x}`` filled from ``words``."""
+    """Hand-written pairs, plus templates with ``{x}`` filled from ``words``, plus ``distilled`` pairs: short
+    pairs that ``steersearch analyze`` distilled from a vector (its ``distill`` section), copied here so a search
+    can weigh them against the rest (they join the pool with source ``distilled`` and are not tuned)."""
 
     hand_written: tuple[tuple[str, str], ...] = ()
     templates: tuple[tuple[str, str], ...] = ()
     words: tuple[str, ...] = ()
+    distilled: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.hand_written and not (self.templates and self.words):
             raise ValueError("pairs needs hand_written pairs, or templates with words")
-        for a, b in (*self.hand_written, *self.templates):
+        for a, b in (*self.hand_written, *self.templates, *self.distilled):
             if not a and not b:
                 raise ValueError("a pair needs at least one non-empty prompt")
         for a, b in self.templates:
