@@ -71,18 +71,24 @@ class FakeValidation:
     split = "validation"
     n, seed = 4, 2000
 
-    def __init__(self, values: dict[str, list[float]], model: Any) -> None:
+    def __init__(
+        self, values: dict[str, list[float]], model: Any, ppl: dict[str, tuple[float, float]] | None = None
+    ) -> None:
         self.values = values
+        self.ppl = ppl or {}  # each method's ppl_ratio interval (lo, hi); default (1.0, 1.1)
         self.model = model
         self.data: Any = type("D", (), {"prompts": type("P", (), {"part": staticmethod(lambda s: ("p",))})()})()
 
     def measure(self, method: Any) -> Measured:
         prefix = method.name.split(":")[0].split(" (")[0]
-        return _measured(next(v for k, v in self.values.items() if k == prefix))
+        m = _measured(next(v for k, v in self.values.items() if k == prefix))
+        m.items["ppl_lo_hi"] = list_mean(list(self.ppl.get(prefix, (1.0, 1.1))))  # carried to evaluation
+        return m
 
     def evaluation(self, m: Measured) -> Evaluation:
         value = m.point()["score"]
-        return Evaluation({"score": Interval(value, value, value)}, {}, value)
+        lo, hi = (m.items["ppl_lo_hi"].stat(np.array([i])) for i in (0, 1))
+        return Evaluation({"score": Interval(value, value, value), "ppl_ratio": Interval(hi, lo, hi)}, {}, value)
 
     def paired(self, a: Measured, b: Measured) -> Paired:
         return paired_difference(a, b, _score, resamples=200, seed=0)
@@ -120,6 +126,43 @@ def test_a_candidate_displaces_the_tuned_pair_only_when_it_beats_it(
     assert selection.reference is not None and selection.reference.startswith("tuned hand-written")
     assert selection.paired is not None and selection.paired.verdict == ("beats" if lead else "ties")
     assert ("stays the winner" in selection.summary()) == (not lead)
+
+
+def test_a_candidate_that_may_miss_a_constraint_is_passed_over(tiny: Any, tmp_path: Path) -> None:
+    """search #1 leads on validation but its ppl_ratio CI reaches past the config's bound (1.5): the best
+    candidate that clearly meets it is held against the tuned pair instead; if none does, the tuned pair stays."""
+    from objectives.testing import FakeBertScorer
+    from search.analysis.select import select_winner
+    from search.config import load_config
+    from search.run import run_search
+    from search.session import Scorers
+    from search.vectors import VectorCache
+    from tests.helpers import SMALL_CONFIG
+
+    (tmp_path / "exp.yaml").write_text(SMALL_CONFIG)
+    cfg = load_config(tmp_path / "exp.yaml")
+    cfg = dataclasses.replace(cfg, select=dataclasses.replace(cfg.select, top_k=1))
+    study = run_search(cfg, out=tmp_path / "r", model=tiny, scorers=Scorers(bert=FakeBertScorer()), progress=False)
+    rng = np.random.default_rng(1)
+    base = (0.5 + rng.normal(0, 0.1, 64)).tolist()
+    values = {
+        "tuned hand-written": base,
+        "search #1": [b + 0.2 for b in base],
+        "best template": [b + 0.1 for b in base],
+        "best hand-written": [b - 0.1 for b in base],
+    }
+    straddles = {"search #1": (1.3, 1.6)}
+    selection = select_winner(cfg, study, FakeValidation(values, tiny, straddles), VectorCache())  # type: ignore[arg-type]
+    assert selection.winner.startswith("best template") and selection.best_candidate == selection.winner
+    assert [n.split(" (")[0] for n in selection.passed_over] == ["search #1"]
+    assert "passed over" in selection.summary() and "it wins" in selection.summary()
+
+    nobody = {"search #1": (1.3, 1.6), "best template": (1.4, 1.7), "best hand-written": (1.6, 2.0)}
+    selection = select_winner(cfg, study, FakeValidation(values, tiny, nobody), VectorCache())  # type: ignore[arg-type]
+    assert selection.winner.startswith("tuned hand-written")
+    assert selection.best_candidate is not None and selection.best_candidate.startswith("search #1")
+    assert selection.paired is not None and selection.paired.verdict == "beats"
+    assert "does not clearly meet" in selection.summary()
 
 
 def test_a_multi_objective_study_selects_from_its_pareto_front(tiny: Any, tmp_path: Path) -> None:

@@ -6,7 +6,11 @@ partly the one whose noise was kindest (the winner's curse). So the winner is no
 every hand-written pair at its tuned setting (``search.study.tuned_trials``) are re-evaluated on the
 validation split: its prompts, gold passages, neutral text and off-target prompts, with fresh seeds. The best
 search candidate there displaces the best tuned hand-written pair only if the paired 95% CI of their
-difference lies above 0; otherwise the tuned pair stays the winner. Only then does ``compare`` touch the test
+difference lies above 0, and only if it *clearly* meets the objective's constraints: the 95% CI of each
+constrained metric lies on the allowed side of its bound (a candidate whose fluency interval straddles the
+bar meets it on validation by luck as often as not, and then misses it on test). A search candidate that
+does not clearly meet them is passed over for the best one that does; otherwise the tuned pair stays the
+winner. Only then does ``compare`` touch the test
 split, and it records every contender's test value too, so the report can show search, validation and test
 values side by side.
 """
@@ -17,6 +21,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -24,7 +29,7 @@ from typing import Any, Literal, NamedTuple
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from objectives.compose import METRICS
+from objectives.compose import METRICS, Constraint
 from search.analysis.evaluation import Evaluation, Measured, Method, Paired, SplitEvaluator
 from search.config import BaselineSpec, ExperimentConfig, from_dict
 from search.outputs import write_text
@@ -69,6 +74,7 @@ class Selection:
     best_candidate: str | None  # the best search candidate on validation (None: no complete search trial)
     paired: Paired | None  # best_candidate - reference on validation
     rule: Literal["paired", "maximin"] = "paired"  # how the winner was chosen (scalar / multi-objective study)
+    passed_over: tuple[str, ...] = ()  # search candidates better on validation that do not clearly meet a constraint
     trials: int = 0  # finished trials of the study when it was made
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # the select section it was made with
 
@@ -97,10 +103,24 @@ class Selection:
             return f"The winner is the best search candidate on validation, {self.winner} (no hand-written pair)."
         d = self.paired.diff
         shown = f"{d.mean:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}]"
+        skipped = (
+            f"{len(self.passed_over)} better-scoring candidate(s) do not clearly meet the objective's constraints "
+            "on validation (a constrained metric's 95% CI crosses its bound) and were passed over. "
+            if self.passed_over
+            else ""
+        )
+        if self.paired.verdict == "beats" and self.winner == self.best_candidate:
+            return (
+                f"{skipped}The best search candidate beats the tuned hand-written pair on validation ({shown}): "
+                "it wins."
+            )
         if self.paired.verdict == "beats":
-            return f"The best search candidate beats the tuned hand-written pair on validation ({shown}): it wins."
+            return (
+                f"{skipped}The best search candidate beats the tuned hand-written pair on validation ({shown}) but "
+                "does not clearly meet the objective's constraints, so the tuned hand-written pair stays the winner."
+            )
         return (
-            f"The best search candidate {self.paired.verdict} the tuned hand-written pair on validation "
+            f"{skipped}The best search candidate {self.paired.verdict} the tuned hand-written pair on validation "
             f"({shown}), so the tuned hand-written pair stays the winner."
         )
 
@@ -258,13 +278,45 @@ def _dominates(a: list[float], b: list[float], higher_is_better: list[bool]) -> 
     return all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
 
 
+def _rank_key(c: Contender) -> tuple[float, float]:
+    return (c.validation.value, c.search if c.search is not None else -math.inf)
+
+
 def best_on_validation(contenders: list[Contender], kind: Kind) -> str | None:
     """The contender of ``kind`` with the best validation objective; a tie (e.g. several at steer_score 0) goes
     to the better search value, then to the first."""
     pool = [c for c in contenders if c.kind == kind and c.validation.objective is not None]
     if not pool:
         return None
-    return max(pool, key=lambda c: (c.validation.value, c.search if c.search is not None else -math.inf)).name
+    return max(pool, key=_rank_key).name
+
+
+def clearly_meets(evaluation: Evaluation, constraints: Sequence[Constraint]) -> bool:
+    """Whether the 95% CI of every constrained metric lies on the allowed side of its bounds (a metric the
+    evaluation did not measure cannot be shown to meet its bound)."""
+    for c in constraints:
+        interval = evaluation.metrics.get(c.metric)
+        if interval is None:
+            return False
+        if (c.min is not None and interval.lo < c.min) or (c.max is not None and interval.hi > c.max):
+            return False
+    return True
+
+
+def _clear_candidate(contenders: list[Contender], constraints: Sequence[Constraint]) -> tuple[str | None, list[str]]:
+    """The best search candidate on validation that clearly meets the constraints, and the better ones passed
+    over because they do not (best first)."""
+    ranked = sorted(
+        (c for c in contenders if c.kind == "candidate" and c.validation.objective is not None),
+        key=_rank_key,
+        reverse=True,
+    )
+    passed: list[str] = []
+    for c in ranked:
+        if clearly_meets(c.validation, constraints):
+            return c.name, passed
+        passed.append(c.name)
+    return None, passed
 
 
 def select_winner(
@@ -293,19 +345,24 @@ def select_winner(
     if multi:
         return _select_multi(cfg, validation, contenders)
 
-    reference, best_candidate = best_on_validation(contenders, "tuned"), best_on_validation(contenders, "candidate")
+    reference = best_on_validation(contenders, "tuned")
+    clear, passed_over = _clear_candidate(contenders, cfg.objective.constraints)
+    # with no candidate that clearly meets the constraints, the best one is still held against the reference
+    # (and reported), but cannot displace it
+    best_candidate = clear if clear is not None else best_on_validation(contenders, "candidate")
     paired = None
     if reference is not None and best_candidate is not None:
         paired = validation.paired(measured[best_candidate], measured[reference])
     if best_candidate is None:
         winner = reference
-    elif reference is None or (paired is not None and paired.verdict == "beats"):
+    elif reference is None or (clear is not None and paired is not None and paired.verdict == "beats"):
         winner = best_candidate
     else:
         winner = reference
     if winner is None:
         raise ValueError("nothing to select: the study has no complete trial and the config no baseline")
-    return _selection(validation, contenders, winner, reference, best_candidate, paired, "paired")
+    selection = _selection(validation, contenders, winner, reference, best_candidate, paired, "paired")
+    return dataclasses.replace(selection, passed_over=tuple(passed_over if clear is not None else ()))
 
 
 def _select_multi(cfg: ExperimentConfig, validation: SplitEvaluator, contenders: list[Contender]) -> Selection:
