@@ -94,24 +94,31 @@ class FakeValidation:
         return paired_difference(a, b, _score, resamples=200, seed=0)
 
 
-@pytest.mark.parametrize(("lead", "winner"), [(0.05, "search #1"), (0.0, "tuned hand-written")])
-def test_a_candidate_displaces_the_tuned_pair_only_when_it_beats_it(
-    tiny: Any, tmp_path: Path, lead: float, winner: str
-) -> None:
-    """The best search candidate wins only when its paired validation CI lies above the tuned pair's; a lead
-    within noise leaves the tuned hand-written pair the winner."""
+def _small_study(tiny: Any, tmp_path: Path) -> tuple[Any, Any]:
+    """SMALL_CONFIG's search (top 1 selected, plus the best of each source) on the tiny model, and its config."""
     from objectives.testing import FakeBertScorer
-    from search.analysis.select import select_winner
     from search.config import load_config
     from search.run import run_search
     from search.session import Scorers
-    from search.vectors import VectorCache
     from tests.helpers import SMALL_CONFIG
 
     (tmp_path / "exp.yaml").write_text(SMALL_CONFIG)
     cfg = load_config(tmp_path / "exp.yaml")
     cfg = dataclasses.replace(cfg, select=dataclasses.replace(cfg.select, top_k=1))
     study = run_search(cfg, out=tmp_path / "r", model=tiny, scorers=Scorers(bert=FakeBertScorer()), progress=False)
+    return cfg, study
+
+
+@pytest.mark.parametrize(("lead", "winner"), [(0.05, "search #1"), (0.0, "tuned hand-written")])
+def test_a_candidate_displaces_the_tuned_pair_only_when_it_beats_it(
+    tiny: Any, tmp_path: Path, lead: float, winner: str
+) -> None:
+    """The best search candidate wins only when its paired validation CI lies above the tuned pair's; a lead
+    within noise leaves the tuned hand-written pair the winner."""
+    from search.analysis.select import select_winner
+    from search.vectors import VectorCache
+
+    cfg, study = _small_study(tiny, tmp_path)
     rng = np.random.default_rng(1)
     base = (0.5 + rng.normal(0, 0.1, 64)).tolist()
     jitter = rng.normal(0, 0.01, 64).tolist()  # independent noise: a zero lead is a tie, not a win
@@ -131,18 +138,10 @@ def test_a_candidate_displaces_the_tuned_pair_only_when_it_beats_it(
 def test_a_candidate_that_may_miss_a_constraint_is_passed_over(tiny: Any, tmp_path: Path) -> None:
     """search #1 leads on validation but its ppl_ratio CI reaches past the config's bound (1.5): the best
     candidate that clearly meets it is held against the tuned pair instead; if none does, the tuned pair stays."""
-    from objectives.testing import FakeBertScorer
     from search.analysis.select import select_winner
-    from search.config import load_config
-    from search.run import run_search
-    from search.session import Scorers
     from search.vectors import VectorCache
-    from tests.helpers import SMALL_CONFIG
 
-    (tmp_path / "exp.yaml").write_text(SMALL_CONFIG)
-    cfg = load_config(tmp_path / "exp.yaml")
-    cfg = dataclasses.replace(cfg, select=dataclasses.replace(cfg.select, top_k=1))
-    study = run_search(cfg, out=tmp_path / "r", model=tiny, scorers=Scorers(bert=FakeBertScorer()), progress=False)
+    cfg, study = _small_study(tiny, tmp_path)
     rng = np.random.default_rng(1)
     base = (0.5 + rng.normal(0, 0.1, 64)).tolist()
     values = {
