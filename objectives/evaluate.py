@@ -28,6 +28,10 @@ BERTSCORE = {"bertscore_p", "bertscore_r", "bertscore_f1"}
 TEXT = {"distinct_1", "distinct_2", "rep_rate"}
 MODEL_BASED = {"ppl_ratio", "kl", "gold_loglik"}
 COMPLETION = {"completion_ppl"}
+ROWS_PER_PASS = 64
+"""Completions scored per forward pass by default. A pass holds its logits, rows x tokens x vocabulary floats,
+three times over (logits, log-softmax, gather): 384 SmolLM2 completions of ~45 tokens in one pass peaked at
+~10 GB and were killed on a 24 GiB machine shared by four jobs; 64 rows stay near 1.5 GB."""
 """Metrics of the completions under the unsteered model (they need the prompts and the model)."""
 
 
@@ -104,17 +108,17 @@ class Evaluator:
         model: SteerableModel,
         groups: Sequence[tuple[Sequence[str], Sequence[str]]],
         *,
-        rows_per_pass: int | None = None,
+        rows_per_pass: int = ROWS_PER_PASS,
     ) -> list[dict[str, Items]]:
         """``completion_items`` of each ``(prompts, completions)`` group (e.g. one per trial of a batch): the
-        groups' rows share forward passes of at most ``rows_per_pass`` rows (default: one pass for all)."""
+        groups' rows share forward passes of at most ``rows_per_pass`` rows."""
         if "completion_ppl" not in self.metrics:
             return [{} for _ in groups]
         prompts = [p for ps, cs in groups for p in _same_length(ps, cs)]
         completions = [c for _, cs in groups for c in cs]
         scored = [i for i, c in enumerate(completions) if c.strip()]  # an empty completion has no tokens to score
         nll, n = torch.zeros(len(completions)), torch.zeros(len(completions))
-        step = rows_per_pass or max(1, len(scored))
+        step = max(1, rows_per_pass)
         for lo in range(0, len(scored), step):
             rows = scored[lo : lo + step]
             logp, count = continuation_logprobs(model, [prompts[i] for i in rows], [completions[i] for i in rows], [[]])

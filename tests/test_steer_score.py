@@ -91,3 +91,17 @@ def test_completion_perplexity_skips_empty_completions(tiny: object) -> None:
     alone = ev.completion_items(tiny, ["I said"], [" that the bus was late"])["completion_ppl"].value  # type: ignore[arg-type]
     assert both == pytest.approx(alone) and 1 < both < float("inf")
     assert ev.completion_items(tiny, ["I said"], [""])["completion_ppl"].value == float("inf")  # type: ignore[arg-type]
+
+
+def test_completion_perplexity_is_the_same_in_passes_of_any_size(tiny: object) -> None:
+    """Completions are scored ROWS_PER_PASS at a time (one pass over hundreds of completions held ~10 GB of
+    logits); how they are split into passes does not change the value."""
+    from objectives import EvalData, Evaluator
+
+    ev = Evaluator({"completion_ppl"}, EvalData(gold=("The bride smiled.",)))
+    prompts = ["I said", "The train was late, so", "Here is how to"] * 3
+    texts = [" that the bus was late", " we walked home", " bake bread at home", "", " hello"] + [" ok then"] * 4
+    one = ev.completion_items_many(tiny, [(prompts, texts)], rows_per_pass=100)[0]["completion_ppl"]  # type: ignore[arg-type]
+    small = ev.completion_items_many(tiny, [(prompts, texts)], rows_per_pass=2)[0]["completion_ppl"]  # type: ignore[arg-type]
+    assert small.value == pytest.approx(one.value, rel=1e-5)
+    assert ev.completion_items(tiny, prompts, texts)["completion_ppl"].value == pytest.approx(one.value, rel=1e-5)  # type: ignore[arg-type]
