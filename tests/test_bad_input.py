@@ -10,9 +10,11 @@ checks that need its layer count or width).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -445,11 +447,22 @@ ROWS = [
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    """Every file and folder under ``folder``, each file with the SHA-256 of its bytes."""
+    """Every file and folder under ``folder``, each file with the SHA-256 of its bytes; a SQLite database by
+    its content. The study database is in WAL mode: when a connection an earlier test left behind is garbage
+    collected, SQLite checkpoints the write-ahead log into the file and removes ``-wal``/``-shm``, which
+    rewrites bytes (not rows) at a moment no test chooses."""
     return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+        p.relative_to(folder).as_posix(): _digest(p) if p.is_file() else "folder"
         for p in sorted(folder.rglob("*"))
+        if not p.name.endswith(("-wal", "-shm"))
     }
+
+
+def _digest(path: Path) -> str:
+    if path.suffix != ".db":
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
 
 
 @pytest.fixture(scope="session")

@@ -99,7 +99,7 @@ def test_status_of_a_study_another_process_is_writing(
         worker.wait()
 
 
-def test_compare_takes_the_run_folder_alone(
+def test_compare_takes_the_run_folder_or_the_config_alone(
     run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seen = []
@@ -116,7 +116,12 @@ def test_compare_takes_the_run_folder_alone(
     assert run_cli(capsys, "compare", str(other), "--run", str(run))[0] == 0
     assert seen[-1] == (load_config(other), run)  # another comparison set still possible
     code, _, err = run_cli(capsys, "compare", str(tmp_path))
-    assert code == 2 and "is not a run folder" in err
+    assert code == 2 and "neither a run folder" in err
+    monkeypatch.chdir(run.parents[1])  # `compare CONFIG` alone: the folder `run CONFIG` writes, runs/NAME
+    assert run_cli(capsys, "compare", str(other))[0] == 0
+    assert seen[-1] == (load_config(other), Path("runs") / "loop")
+    code, _, err = run_cli(capsys, "compare", str(_config(tmp_path, Path("elsewhere"), name="never-run")))
+    assert code == 2 and "no run folder runs/never-run" in err and "steersearch run" in err
 
 
 def test_generate_applies_a_runs_trial_as_found(

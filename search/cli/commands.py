@@ -22,7 +22,7 @@ from search.analysis.select import Selection
 from search.cli.demo import DEMOS, run_demo
 from search.cli.display import side_by_side, summary
 from search.cli.errors import UserError
-from search.config import ExperimentConfig, find_config, load_config
+from search.config import ConfigError, ExperimentConfig, find_config, load_config
 from search.outputs import RUN_RECORD
 from search.preflight import preflight
 from search.report import write_report
@@ -88,13 +88,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    if args.run is None:  # `compare RUN`: the run folder knows its config
+    if args.run is None and is_run_folder(Path(args.target)):  # `compare RUN`: the run folder knows its config
         run_dir = Path(args.target)
-        if not is_run_folder(run_dir):
-            raise UserError(
-                f"{args.target} is not a run folder (no config.yaml and run.json); or give CONFIG --run DIR"
-            )
         cfg = load_config(run_dir / "config.yaml")
+    elif args.run is None:  # `compare CONFIG`: the run folder `run CONFIG` writes by default
+        try:
+            cfg = load_config(find_config(args.target))
+        except ConfigError as err:
+            raise UserError(
+                f"{args.target} is neither a run folder (config.yaml and run.json) nor a config: {err}"
+            ) from err
+        run_dir = Path("runs") / cfg.name
+        if not is_run_folder(run_dir):
+            raise UserError(f"no run folder {run_dir} for {args.target}: `steersearch run` it first, or give --run DIR")
     else:  # `compare CONFIG --run DIR`: another comparison set on the same run
         cfg, run_dir = load_config(find_config(args.target)), Path(args.run)
     comparison = run_compare(cfg, run_dir)

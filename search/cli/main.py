@@ -106,7 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=commands.cmd_run)
 
     cmp = add("compare", help="held-out comparison of the best found with baselines (CIs)")
-    cmp.add_argument("target", metavar="RUN|CONFIG", help="a run folder (uses its config.yaml), or a config with --run")
+    cmp.add_argument(
+        "target",
+        metavar="RUN|CONFIG",
+        help="a run folder (uses its config.yaml), or a config (its run folder: runs/NAME, as `run` writes, or --run)",
+    )
     cmp.add_argument("--run", help="the run folder, when the first argument is another config to compare with")
     cmp.set_defaults(func=commands.cmd_compare)
 
