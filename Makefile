@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 # The demonstration on a real model (SmolLM2-135M, converted once from its wheel), then the search on it and its
-# held-out comparison. Rerunning resumes the study in runs/smollm2-weddings (no new trials once it has its 24).
+# held-out comparison. Rerunning resumes the study in runs/smollm2-weddings (no new trials once it has its 72).
 # The embedded tiny-topics path: steersearch demo; steersearch run configs/quickstart.yaml.
 demo: $(STAMP)
 	$(BIN)/steersearch demo --model smollm2-135m
