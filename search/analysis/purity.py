@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from search.analysis.select import source_of
+from search.analysis.select import dominates, source_of
 from search.objective import METRIC_ATTR_PREFIX
 
 GAIN, DAMAGE = "concept_score", "kl"
@@ -61,7 +61,7 @@ def pareto_front(points: list[PurityPoint]) -> list[PurityPoint]:
     front = []
     for p in points:
         dominated = any(
-            (q.gain >= p.gain and q.kl <= p.kl and (q.gain > p.gain or q.kl < p.kl))
+            dominates([q.gain, q.kl], [p.gain, p.kl], [True, False])
             or (q.gain == p.gain and q.kl == p.kl and q.number < p.number)
             for q in points
         )

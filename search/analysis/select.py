@@ -273,7 +273,8 @@ def maximin(points: dict[str, list[float]], higher_is_better: list[bool]) -> str
     return max(names, key=lambda n: min(scaled[n]))
 
 
-def _dominates(a: list[float], b: list[float], higher_is_better: list[bool]) -> bool:
+def dominates(a: list[float], b: list[float], higher_is_better: list[bool]) -> bool:
+    """Whether ``a`` is at least as good as ``b`` in every term and better in one."""
     pairs = [(x, y) if up else (-x, -y) for x, y, up in zip(a, b, higher_is_better, strict=True)]
     return all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
 
@@ -305,7 +306,7 @@ def clearly_meets(evaluation: Evaluation, constraints: Sequence[Constraint]) -> 
 
 def _clear_candidate(contenders: list[Contender], constraints: Sequence[Constraint]) -> tuple[str | None, list[str]]:
     """The best search candidate on validation that clearly meets the constraints, and the better ones passed
-    over because they do not (best first)."""
+    over because they do not (best first; every candidate when none meets them)."""
     ranked = sorted(
         (c for c in contenders if c.kind == "candidate" and c.validation.objective is not None),
         key=_rank_key,
@@ -347,9 +348,9 @@ def select_winner(
 
     reference = best_on_validation(contenders, "tuned")
     clear, passed_over = _clear_candidate(contenders, cfg.objective.constraints)
-    # with no candidate that clearly meets the constraints, the best one is still held against the reference
-    # (and reported), but cannot displace it
-    best_candidate = clear if clear is not None else best_on_validation(contenders, "candidate")
+    # with no candidate that clearly meets the constraints, the best one (first of those passed over) is still
+    # held against the reference (and reported), but cannot displace it
+    best_candidate = clear if clear is not None else next(iter(passed_over), None)
     paired = None
     if reference is not None and best_candidate is not None:
         paired = validation.paired(measured[best_candidate], measured[reference])
@@ -376,7 +377,7 @@ def _select_multi(cfg: ExperimentConfig, validation: SplitEvaluator, contenders:
     best_candidate = maximin(candidates, up) if candidates else None
     winner = best_candidate
     for c in contenders:
-        if c.kind == "tuned" and (winner is None or _dominates(values(c), candidates[winner], up)):
+        if c.kind == "tuned" and (winner is None or dominates(values(c), candidates[winner], up)):
             winner = c.name  # a hand-written pair that is at least as good in every term stays the winner
     if winner is None:
         raise ValueError("nothing to select: the study has no Pareto front and the config no baseline")

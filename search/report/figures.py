@@ -9,6 +9,7 @@ Each function writes one PNG and returns its path, or None when the study has no
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -168,7 +169,7 @@ def fig_purity(points: list[PurityPoint], path: Path) -> Path | None:
     ax = fig.subplots()
     colors = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb")
     sources = sorted({p.source for p in points})
-    for source, color in zip(sources, colors * (len(sources) // len(colors) + 1), strict=False):
+    for source, color in zip(sources, itertools.cycle(colors)):
         sel = [p for p in points if p.source == source]
         ax.scatter([p.kl for p in sel], [p.gain for p in sel], s=22, color=color, label=f"{source} ({len(sel)})")
     front = pareto_front(points)
