@@ -17,6 +17,12 @@ from steering.hooks import steer
 from steering.intervention import Steering
 from steering.model import SteerableModel
 
+LOGIT_BUDGET = 1 << 27
+"""Most logit entries (rows x positions x vocabulary) ``tail_logprobs`` holds at once, 0.5 GiB of float32 held
+about three times (logits, log-softmax, gather); longer row lists are scored in passes of fewer rows. Gemma 3's
+262,144-token vocabulary (SmolLM2's is 49,152) put GCG's 512-row passes of ~60 tokens above 30 GB and got a
+search OOM-killed on a 24 GiB machine."""
+
 
 def forward_logits(
     model: SteerableModel, seqs: Sequence[list[int]], steering_rows: Sequence[Steering], *, grad: bool = False
@@ -79,14 +85,32 @@ def tail_logprobs(
         ``sum_logprob [B]``.
     """
     ids, mask = model.pad_left(list(seqs))
-    logits = _padded_logits(model, ids, mask, steering_rows, grad=grad)
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # predicts tokens 1..T-1
-    token_logp = logp.gather(-1, ids[:, 1:, None])[..., 0]  # [B, T-1]
+    if len(steering_rows) not in (1, len(ids)):
+        raise ValueError(f"{len(steering_rows)} steering rows for {len(ids)} sequences (give 1 or one per row)")
     width = ids.shape[1]
     tails = torch.tensor(list(n_tail), device=ids.device)
     target_pos = torch.arange(1, width, device=ids.device)[None, :]  # position of each predicted token
     scored = target_pos >= (width - tails)[:, None]
-    return (token_logp * scored).sum(dim=1)
+    step = rows_per_pass(model, width)
+    out = []
+    for lo in range(0, len(ids), step):
+        part = slice(lo, lo + step)
+        rows = steering_rows if len(steering_rows) == 1 else steering_rows[part]
+        logits = _padded_logits(model, ids[part], mask[part], rows, grad=grad)
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # predicts tokens 1..T-1
+        token_logp = logp.gather(-1, ids[part, 1:, None])[..., 0]  # [b, T-1]
+        out.append((token_logp * scored[part]).sum(dim=1))
+    return torch.cat(out)
+
+
+def rows_per_pass(model: SteerableModel, width: int, budget: int | None = None) -> int:
+    """Rows of ``width`` tokens whose logits fit ``budget`` entries (``LOGIT_BUDGET`` by default; at least 1)."""
+    return max(1, (LOGIT_BUDGET if budget is None else budget) // (width * _vocab_size(model)))
+
+
+def _vocab_size(model: SteerableModel) -> int:
+    head = model.hf.get_output_embeddings()
+    return int(head.weight.shape[0]) if head is not None else int(model.hf.config.vocab_size)
 
 
 def continuation_logprobs(

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
-from steering import Addition, SteeringVector
+from steering import Addition, SteeringVector, scoring
 from steering.model import SteerableModel
-from steering.scoring import continuation_logprobs
+from steering.scoring import continuation_logprobs, tokenize_continuations
 
 
 def _manual(model: SteerableModel, prefix: str, cont: str) -> float:
@@ -36,3 +37,26 @@ def test_steering_changes_it_and_gradients_reach_only_the_vector(tiny: Steerable
         param += 5.0 * torch.randn(param.shape, generator=torch.Generator().manual_seed(0))
     moved, _ = continuation_logprobs(tiny, ["The bride"], [" and the groom"], [add])
     assert abs(float(moved[0]) - float(logp[0].detach())) > 1e-3
+
+
+def test_passes_split_by_the_logit_budget_give_the_same_scores(
+    tiny: SteerableModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row list whose logits exceed LOGIT_BUDGET is scored in passes of fewer rows, per-row steering kept."""
+    vec = SteeringVector(torch.randn(2, tiny.d_model, generator=torch.Generator().manual_seed(1)), layer=1)
+    prefixes = ["I went up to my friend and said", "", "The", "We"]
+    conts = [" the bride", " calm sea at night", " groom danced", " ate soup"]
+    rows = [[], [Addition(vec, 3.0)], [Addition(vec, -2.0)], []]
+    whole, _ = continuation_logprobs(tiny, prefixes, conts, rows)
+    seqs, _ = tokenize_continuations(tiny, prefixes, conts)
+    width = max(len(s) for s in seqs)
+    assert scoring.rows_per_pass(tiny, width) >= 4  # one pass by default
+    monkeypatch.setattr(scoring, "LOGIT_BUDGET", width * tiny.hf.config.vocab_size * 3 // 2)  # 1 row a pass
+    calls = []
+    real = scoring._padded_logits
+    monkeypatch.setattr(scoring, "_padded_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    split, _ = continuation_logprobs(tiny, prefixes, conts, rows)
+    assert len(calls) == 4
+    torch.testing.assert_close(split, whole, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="3 steering rows for 4 sequences"):
+        continuation_logprobs(tiny, prefixes, conts, rows[:3])
