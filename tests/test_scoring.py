@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -52,11 +54,16 @@ def test_passes_split_by_the_logit_budget_give_the_same_scores(
     width = max(len(s) for s in seqs)
     assert scoring.rows_per_pass(tiny, width) >= 4  # one pass by default
     monkeypatch.setattr(scoring, "LOGIT_BUDGET", width * tiny.hf.config.vocab_size * 3 // 2)  # 1 row a pass
-    calls = []
+    calls: list[int] = []
     real = scoring._padded_logits
-    monkeypatch.setattr(scoring, "_padded_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    def counted(*args: Any, **kwargs: Any) -> torch.Tensor:
+        calls.append(len(args[1]))  # rows in this pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "_padded_logits", counted)
     split, _ = continuation_logprobs(tiny, prefixes, conts, rows)
-    assert len(calls) == 4
+    assert calls == [1, 1, 1, 1]
     torch.testing.assert_close(split, whole, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="3 steering rows for 4 sequences"):
         continuation_logprobs(tiny, prefixes, conts, rows[:3])
