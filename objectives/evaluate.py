@@ -30,9 +30,10 @@ MODEL_BASED = {"ppl_ratio", "kl", "gold_loglik"}
 COMPLETION = {"completion_ppl"}
 """Metrics of the completions under the unsteered model (they need the prompts and the model)."""
 ROWS_PER_PASS = 64
-"""Completions scored per forward pass by default. A pass holds its logits, rows x tokens x vocabulary floats,
-three times over (logits, log-softmax, gather): 384 SmolLM2 completions of ~45 tokens in one pass peaked at
-~10 GB and were killed on a 24 GiB machine shared by four jobs; 64 rows stay near 1.5 GB."""
+"""Completions scored per forward pass by default (callers pass their generation batch size). 384 SmolLM2
+completions of ~45 tokens in one pass peaked at ~10 GB and were killed on a 24 GiB machine; 64 rows stay near
+1.5 GB there. Vocabulary-sized memory is bounded beneath this, for every model, by ``steering.scoring.LOGIT_BUDGET``
+(a Gemma 3 pass of 64 rows is scored in smaller ones)."""
 
 
 @dataclass(frozen=True)
