@@ -50,6 +50,9 @@ def test_passes_split_by_the_logit_budget_give_the_same_scores(
     conts = [" the bride", " calm sea at night", " groom danced", " ate soup"]
     rows = [[], [Addition(vec, 3.0)], [Addition(vec, -2.0)], []]
     whole, _ = continuation_logprobs(tiny, prefixes, conts, rows)
+    each = zip(prefixes, conts, rows, strict=True)
+    alone = torch.cat([continuation_logprobs(tiny, [p], [c], [r])[0] for p, c, r in each])
+    torch.testing.assert_close(whole, alone, atol=1e-5, rtol=0)  # each row under its own steering
     seqs, _ = tokenize_continuations(tiny, prefixes, conts)
     width = max(len(s) for s in seqs)
     assert scoring.rows_per_pass(tiny, width) >= 4  # one pass by default
